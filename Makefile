@@ -1,0 +1,120 @@
+# Duet — one plain GNU Makefile.  `make` builds build/bin/{srmd,presenced,srmctl}.
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (what the tests run).
+# Targets: all, check, demo, bench, fuzz, lint, clean.
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build/san
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT = -O1 -g
+else
+BUILD ?= build
+SANFLAGS =
+OPT = -O2 -g
+endif
+
+CC ?= cc
+PKGS = libevent libevent_openssl expat openssl libpq
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PG_INC := $(shell pg_config --includedir 2>/dev/null)
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS ?= $(OPT)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+LIBS = $(PKG_LIBS) -lm
+
+LIB_SRC := $(wildcard lib/*.c)
+ENGINE_SRC := $(filter-out engine/main.c,$(wildcard engine/*.c))
+HA_SRC := $(filter-out ha/srmd.c,$(wildcard ha/*.c heartbeat/*.c replication/*.c))
+SRMCTL_SRC := $(wildcard ha/srmctl/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_A := $(BUILD)/libduet.a
+ENGINE_A := $(BUILD)/libengine.a
+HA_A := $(BUILD)/libha.a
+BINS := $(BUILD)/bin/srmd $(BUILD)/bin/presenced $(BUILD)/bin/srmctl $(BUILD)/bin/duet-loadgen
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all check unit fuzz fuzz-run demo bench lint clean deps
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB_A): $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(ENGINE_A): $(call obj,$(ENGINE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(HA_A): $(call obj,$(HA_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/presenced: $(call obj,engine/main.c) $(ENGINE_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/bin/srmd: $(call obj,ha/srmd.c) $(HA_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/bin/srmctl: $(call obj,$(SRMCTL_SRC)) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/bin/duet-loadgen: $(call obj,$(wildcard contrib/loadgen/*.c)) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ENGINE_A) $(HA_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)
+
+# The test suite: deps, a sanitizer build, unit tests, fuzz regression over the seed corpora,
+# then integration and interop tests against real PostgreSQL and real processes.
+check:
+	contrib/install-deps test
+	$(MAKE) SAN=1 all units
+	$(MAKE) fuzz-build
+	tests/run build/san
+
+units: $(UNIT_BINS)
+
+demo:
+	contrib/install-deps test
+	$(MAKE) all
+	contrib/demo
+
+bench:
+	contrib/install-deps bench
+	$(MAKE) all
+	contrib/bench/run
+
+# libFuzzer targets (clang). fuzz-build only builds; `make fuzz` runs each for FUZZ_SECONDS.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BUILD := build/fuzz
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
+	-fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(ENGINE_SRC) $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRC) $(LIB_SRC) $(LIBS)
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --suppress=missingIncludeSystem -I. lib engine ha heartbeat replication
+	shellcheck contrib/install-deps contrib/local-group contrib/demo tests/run .ci/run
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

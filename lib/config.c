@@ -1,0 +1,90 @@
+#include "lib/config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/ini.h"
+
+#define F(field) offsetof(struct duet_config, field), sizeof(((struct duet_config *)0)->field)
+#define BIG LONG_MAX
+
+static const struct ini_directive config_table[] = {
+	{"node", "id", INI_INT, F(node_id), 1, 2, "this node's id (home node number)"},
+	{"node", "name", INI_STR, F(node_name), 0, 0, "host name clients reach this node by"},
+	{"node", "domain", INI_STR, F(domain), 0, 0, "XMPP domain of the group"},
+	{"node", "run_dir", INI_STR, F(run_dir), 0, 0, "directory for sockets and state"},
+	{"database", "conninfo", INI_STR, F(db_conninfo), 0, 0, "libpq connection string"},
+	{"database", "connections", INI_INT, F(db_connections), 1, 64, "engine pool size"},
+	{"xmpp", "listen", INI_STR, F(xmpp_listen), 0, 0, "client port (STARTTLS)"},
+	{"xmpp", "listen_tls", INI_STR, F(xmpps_listen), 0, 0, "direct-TLS client port"},
+	{"xmpp", "tls_cert", INI_STR, F(tls_cert), 0, 0, "PEM certificate chain"},
+	{"xmpp", "tls_key", INI_STR, F(tls_key), 0, 0, "PEM private key"},
+	{"xmpp", "require_starttls", INI_BOOL, F(require_starttls), 0, 1, "refuse auth before TLS"},
+	{"xmpp", "max_stanza_size", INI_INT, F(max_stanza_size), 1024, 16 << 20, "bytes"},
+	{"xmpp", "max_xml_depth", INI_INT, F(max_xml_depth), 4, 256, "element nesting"},
+	{"xmpp", "auth_timeout", INI_MS, F(auth_timeout_ms), 1000, BIG, "time to authenticate"},
+	{"xmpp", "idle_timeout", INI_MS, F(idle_timeout_ms), 1000, BIG, "silence before close"},
+	{"xmpp", "keepalive", INI_MS, F(keepalive_ms), 1000, BIG, "whitespace keepalive period"},
+	{"xmpp", "max_conns_per_ip", INI_INT, F(max_conns_per_ip), 0, BIG, "0 = no limit"},
+	{"xmpp", "auth_failures_per_min", INI_INT, F(auth_failures_per_min), 1, BIG, "per address"},
+	{"xmpp", "max_send_queue", INI_INT, F(max_send_queue), 4096, BIG, "bytes"},
+	{"xmpp", "max_contacts", INI_INT, F(max_contacts), 0, BIG, "0 = No Limit"},
+	{"xmpp", "max_watchers", INI_INT, F(max_watchers), 0, BIG, "0 = No Limit"},
+	{"xmpp", "max_sessions_per_user", INI_INT, F(max_sessions_per_user), 0, BIG, "0 = none"},
+	{"xmpp", "availability_sharing", INI_BOOL, F(availability_sharing), 0, 1, ""},
+	{"xmpp", "instant_messaging", INI_BOOL, F(instant_messaging), 0, 1, ""},
+	{"xmpp", "suppress_offline", INI_BOOL, F(suppress_offline), 0, 1, ""},
+	{"xmpp", "presence_change_rate", INI_INT, F(presence_change_rate), 0, BIG, "0 = off"},
+	{"xmpp", "max_offline_per_user", INI_INT, F(max_offline_per_user), 1, BIG, "messages"},
+	{"xmpp", "scram_iterations", INI_INT, F(scram_iterations), 4096, 10000000, "PBKDF2"},
+	{"srm", "engine_program", INI_STR, F(engine_program), 0, 0, "presenced path"},
+	{"srm", "control_socket", INI_STR, F(control_socket), 0, 0, "srmctl socket path"},
+	{"srm", "engine_health_interval", INI_MS, F(engine_health_interval_ms), 50, BIG, ""},
+	{"srm", "critical_service_down_delay", INI_MS, F(critical_service_down_delay_ms), 0, BIG,
+	 "Critical Service Down Delay"},
+	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
+};
+
+void config_defaults(struct duet_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->node_id = 1;
+	snprintf(cfg->node_name, sizeof cfg->node_name, "localhost");
+	snprintf(cfg->domain, sizeof cfg->domain, "localhost");
+	snprintf(cfg->run_dir, sizeof cfg->run_dir, "/run/duet");
+	snprintf(cfg->db_conninfo, sizeof cfg->db_conninfo, "dbname=duet");
+	cfg->db_connections = 4;
+	snprintf(cfg->xmpp_listen, sizeof cfg->xmpp_listen, "127.0.0.1:5222");
+	cfg->require_starttls = 1;
+	cfg->max_stanza_size = 65536;
+	cfg->max_xml_depth = 32;
+	cfg->auth_timeout_ms = 30000;
+	cfg->idle_timeout_ms = 600000;
+	cfg->keepalive_ms = 60000;
+	cfg->max_conns_per_ip = 0;
+	cfg->auth_failures_per_min = 10;
+	cfg->max_send_queue = 1 << 20;
+	cfg->max_contacts = 200;
+	cfg->max_watchers = 200;
+	cfg->max_sessions_per_user = 10;
+	cfg->availability_sharing = 1;
+	cfg->instant_messaging = 1;
+	cfg->suppress_offline = 0;
+	cfg->presence_change_rate = 0;
+	cfg->max_offline_per_user = 1000;
+	cfg->scram_iterations = 4096;
+	cfg->engine_health_interval_ms = 500;
+	cfg->critical_service_down_delay_ms = 0;
+}
+
+int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen)
+{
+	config_defaults(cfg);
+	if (ini_load(path, config_table, cfg, err, errlen) < 0)
+		return -1;
+	if (!cfg->control_socket[0])
+		snprintf(cfg->control_socket, sizeof cfg->control_socket, "%.400s/srmd.sock",
+			 cfg->run_dir);
+	return 0;
+}

@@ -1,0 +1,58 @@
+/* The node's configuration: one INI file per node, read by srmd and presenced alike.
+ * Every parameter is listed in lib/config.c's directive table and documented in
+ * docs/parameters.md (our name, the manual's name, default, range). */
+#ifndef DUET_CONFIG_H
+#define DUET_CONFIG_H
+
+#include <stddef.h>
+
+#define CFG_PATH 512
+#define CFG_NAME 256
+
+struct duet_config {
+	/* [node] */
+	long node_id;              /* 1 or 2: this node's home-node id */
+	char node_name[CFG_NAME];  /* host name clients use for this node (see-other-host) */
+	char domain[CFG_NAME];     /* the XMPP domain all users share */
+	char run_dir[CFG_PATH];    /* sockets, pid files, persisted HA state */
+
+	/* [database] */
+	char db_conninfo[1024];    /* libpq connection string */
+	long db_connections;       /* engine's pool size */
+
+	/* [xmpp] — presenced */
+	char xmpp_listen[CFG_NAME];   /* host:port, STARTTLS */
+	char xmpps_listen[CFG_NAME];  /* host:port, direct TLS; empty = off */
+	char tls_cert[CFG_PATH];
+	char tls_key[CFG_PATH];
+	int require_starttls;
+	long max_stanza_size;      /* bytes */
+	long max_xml_depth;
+	long auth_timeout_ms;      /* unauthenticated connections closed after this */
+	long idle_timeout_ms;      /* no traffic at all for this long -> connection-timeout */
+	long keepalive_ms;         /* whitespace keepalive sent after this much silence */
+	long max_conns_per_ip;     /* 0 = no limit */
+	long auth_failures_per_min; /* per address, then not-authorized + close */
+	long max_send_queue;       /* bytes queued to a slow client before we drop it */
+	long max_contacts;         /* Maximum Contact List Size, 0 = No Limit */
+	long max_watchers;         /* Maximum Watchers, 0 = No Limit */
+	long max_sessions_per_user; /* Maximum number of logon sessions per user, 0 = no limit */
+	int availability_sharing;  /* Enable availability sharing */
+	int instant_messaging;     /* Enable instant messaging */
+	int suppress_offline;      /* Suppress Offline Instant Messaging */
+	long presence_change_rate; /* Presence Change Throttle Rate, per user per second, 0 = off */
+	long max_offline_per_user; /* offline store bound per user */
+	long scram_iterations;     /* PBKDF2 iterations for new credentials */
+
+	/* [srm] — srmd */
+	char engine_program[CFG_PATH]; /* path of presenced (default: next to srmd) */
+	char control_socket[CFG_PATH]; /* srmctl socket; default run_dir/srmd.sock */
+	long engine_health_interval_ms;
+	long critical_service_down_delay_ms; /* Critical Service Down Delay */
+};
+
+/* Fill cfg with defaults, then read path.  0 on success, -1 with err set. */
+int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen);
+void config_defaults(struct duet_config *cfg);
+
+#endif

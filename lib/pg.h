@@ -1,0 +1,35 @@
+/* Asynchronous PostgreSQL access on libevent: a small pool of libpq connections, each fed
+ * queries with PQsendQueryParams and read when its socket is readable, so the event loop
+ * never blocks.  Queries wait in one FIFO queue; a broken connection is reconnected with
+ * backoff; queued requests that cannot be run within the queue timeout fail with res NULL. */
+#ifndef DUET_PG_H
+#define DUET_PG_H
+
+#include <libpq-fe.h>
+
+struct event_base;
+struct pg_pool;
+struct pg_req;
+
+/* res is NULL when the query could not run (errmsg says why); otherwise the caller inspects
+ * PQresultStatus(res).  res is freed by the pool after the callback returns. */
+typedef void (*pg_cb)(void *arg, PGresult *res, const char *errmsg);
+
+struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo, int nconns);
+void pg_pool_free(struct pg_pool *pool);
+
+/* Queue a single-statement query with text parameters (copied; NULL element = SQL NULL).
+ * Returns a handle, or NULL on allocation failure (cb is then not called). */
+struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
+			const char *const *params, pg_cb cb, void *arg);
+/* The callback of req will not be called (use when its owner goes away). */
+void pg_req_cancel(struct pg_req *req);
+
+/* Number of connections currently up, queries waiting, queries in flight. */
+int pg_pool_connected(const struct pg_pool *pool);
+int pg_pool_queued(const struct pg_pool *pool);
+int pg_pool_in_flight(const struct pg_pool *pool);
+/* How long a request may wait for a connection before failing (default 5000 ms). */
+void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms);
+
+#endif
