@@ -1,0 +1,675 @@
+/* One client connection (RFC 6120): TCP or direct TLS, STARTTLS, stream headers and
+ * features, SASL (through conn_auth.c), resource binding, then stanzas to the router.
+ * Also the bounds that protect the server: per-address counts, stanza limits (xml.c),
+ * unauthenticated and idle timeouts, whitespace keepalives, slow readers. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "engine/engine.h"
+#include "engine/sasl.h"
+#include "lib/log.h"
+#include "lib/pg.h"
+#include "lib/strmap.h"
+
+enum phase {
+	PH_HEADER,      /* waiting for the stream header */
+	PH_PRE_AUTH,    /* features sent: starttls / auth expected */
+	PH_SASL,        /* SASL exchange in progress */
+	PH_PRE_BIND,    /* authenticated, restarted stream: bind expected */
+	PH_BINDING,     /* bind waiting for the user's data */
+	PH_ESTABLISHED, /* a bound resource */
+	PH_CLOSING,
+};
+
+struct conn {
+	struct bufferevent *bev;
+	int fd;
+	struct xml_stream *xs;
+	enum phase phase;
+	bool tls, header_sent, authenticated, in_read, dead, overflow, binding;
+	char ip[64];
+	char stream_id[24];
+	char username[JID_PART_MAX + 1];
+	int home_node, mech;
+	struct sasl_server *sasl;
+	struct pg_req *req;
+	struct resource *res;
+	struct user *user; /* held while binding */
+	char *bind_want;   /* resource asked for while binding */
+	char bind_id[128]; /* iq id of the bind request */
+	time_t opened, last_read, last_write, closing_since;
+	struct conn *prev, *next;
+};
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+static void conn_free(struct conn *c);
+static void conn_begin_close(struct conn *c);
+
+static void xs_open(void *arg, const char *name, const char **attrs);
+static void xs_stanza(void *arg, struct xml_node *stanza);
+static void xs_close(void *arg);
+static void xs_error(void *arg, enum xml_stream_error err);
+static const struct xml_stream_cb xs_callbacks = {xs_open, xs_stanza, xs_close, xs_error};
+
+bool conn_tls_active(const struct conn *c) { return c->tls; }
+const char *conn_ip(const struct conn *c) { return c->ip; }
+struct resource *conn_resource(const struct conn *c) { return c->res; }
+int conn_established(const struct conn *c) { return c->phase == PH_ESTABLISHED; }
+struct sasl_server **conn_sasl_slot(struct conn *c) { return &c->sasl; }
+struct pg_req **conn_req_slot(struct conn *c) { return &c->req; }
+
+static struct xml_stream *new_parser(struct conn *c)
+{
+	struct xml_stream_limits lim = {
+		.max_stanza_bytes = (size_t)server.cfg.max_stanza_size,
+		.max_depth = (int)server.cfg.max_xml_depth,
+		.max_attrs = 64,
+		.max_header_bytes = 4096,
+	};
+	return xml_stream_new(&lim, &xs_callbacks, c);
+}
+
+static void per_ip_adjust(const char *ip, long delta)
+{
+	long n = (long)(intptr_t)strmap_get(server.per_ip, ip) + delta;
+	if (n <= 0)
+		strmap_del(server.per_ip, ip);
+	else
+		strmap_put(server.per_ip, ip, (void *)(intptr_t)n);
+}
+
+static int setup_bev(struct conn *c, bool tls_accepting)
+{
+	if (tls_accepting) {
+		SSL *ssl = SSL_new(server.ssl_ctx);
+		if (!ssl)
+			return -1;
+		c->bev = bufferevent_openssl_socket_new(server.base, c->fd, ssl,
+							BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_CLOSE_ON_FREE);
+		if (!c->bev) {
+			SSL_free(ssl);
+			return -1;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+		c->tls = true;
+	} else {
+		/* Not CLOSE_ON_FREE: STARTTLS replaces this bufferevent on the same socket. */
+		c->bev = bufferevent_socket_new(server.base, c->fd, 0);
+		if (!c->bev)
+			return -1;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
+void conn_accept(int fd, const char *ip, bool direct_tls)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	snprintf(c->ip, sizeof c->ip, "%s", ip);
+	c->opened = c->last_read = c->last_write = time(NULL);
+	c->xs = new_parser(c);
+	if (!c->xs || setup_bev(c, direct_tls) < 0) {
+		log_warnx("conn %s: out of memory", ip);
+		xml_stream_free(c->xs);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->next = server.conns;
+	if (server.conns)
+		server.conns->prev = c;
+	server.conns = c;
+	server.nconns++;
+	per_ip_adjust(c->ip, +1);
+
+	long limit = server.cfg.max_conns_per_ip;
+	if (limit > 0 && (long)(intptr_t)strmap_get(server.per_ip, c->ip) > limit) {
+		log_info("conn %s: too many connections from this address", ip);
+		conn_stream_error(c, "policy-violation", "too many connections from your address");
+	} else if (server.stopping) {
+		conn_stream_error(c, "system-shutdown", NULL);
+	}
+}
+
+/* ---- output ---- */
+
+/* Closing a slow reader is deferred to its own event: conn_send() is called while other
+ * sessions' lists are being walked, and closing unbinds a resource. */
+static struct event *reap_ev;
+
+static void reap_overflowed(evutil_socket_t fd, short what, void *arg)
+{
+	for (struct conn *c = server.conns, *next; c; c = next) {
+		next = c->next;
+		if (c->overflow && c->phase != PH_CLOSING) {
+			c->overflow = false;
+			conn_stream_error(c, "policy-violation", "too slow reading");
+		}
+	}
+}
+
+static bool output_overflow(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t queued = evbuffer_get_length(out);
+	if (queued <= (size_t)server.cfg.max_send_queue)
+		return false;
+	log_info("conn %s %s: send queue %zu bytes over the limit, dropping a slow client",
+		 c->ip, c->res ? c->res->full : "", queued);
+	/* Past its bound the queue is useless: drop it so the error goes out promptly. */
+	evbuffer_drain(out, queued);
+	c->overflow = true;
+	if (!reap_ev)
+		reap_ev = event_new(server.base, -1, 0, reap_overflowed, NULL);
+	if (reap_ev)
+		event_active(reap_ev, 0, 0);
+	return true;
+}
+
+void conn_send_raw(struct conn *c, const char *data, size_t len)
+{
+	if (c->phase == PH_CLOSING || c->dead || c->overflow)
+		return;
+	bufferevent_write(c->bev, data, len);
+	c->last_write = time(NULL);
+	output_overflow(c);
+}
+
+void conn_send(struct conn *c, const struct xml_node *stanza)
+{
+	if (c->phase == PH_CLOSING || c->dead || c->overflow)
+		return;
+	if (xml_serialize(stanza, bufferevent_get_output(c->bev)) < 0) {
+		conn_stream_error(c, "resource-constraint", NULL);
+		return;
+	}
+	c->last_write = time(NULL);
+	output_overflow(c);
+}
+
+static void send_header(struct conn *c)
+{
+	if (c->header_sent)
+		return;
+	random_id(c->stream_id, sizeof c->stream_id);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out,
+			    "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+			    "' xmlns:stream='" NS_STREAMS "' id='%s' from='",
+			    c->stream_id);
+	xml_escape_attr(out, server.cfg.domain);
+	evbuffer_add_printf(out, "' version='1.0' xml:lang='en'>");
+	c->header_sent = true;
+	c->last_write = time(NULL);
+}
+
+void conn_stream_error(struct conn *c, const char *condition, const char *text)
+{
+	if (c->phase == PH_CLOSING || c->dead)
+		return;
+	send_header(c);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAM_ERR "'", condition);
+	if (text && strcmp(condition, "see-other-host") == 0) {
+		evbuffer_add_printf(out, ">");
+		xml_escape_text(out, text, strlen(text));
+		evbuffer_add_printf(out, "</%s>", condition);
+	} else {
+		evbuffer_add_printf(out, "/>");
+		if (text) {
+			evbuffer_add_printf(out, "<text xmlns='" NS_STREAM_ERR "'>");
+			xml_escape_text(out, text, strlen(text));
+			evbuffer_add_printf(out, "</text>");
+		}
+	}
+	evbuffer_add_printf(out, "</stream:error></stream:stream>");
+	server.stats.stream_errors++;
+	log_debug("conn %s: stream error %s", c->ip, condition);
+	conn_begin_close(c);
+}
+
+static void send_features(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out, "<stream:features>");
+	if (!c->authenticated) {
+		bool tls_offer = !c->tls && server.ssl_ctx;
+		bool tls_needed = tls_offer && server.cfg.require_starttls;
+		if (tls_offer)
+			evbuffer_add_printf(out, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+					    tls_needed ? "<required/>" : "");
+		if (!tls_needed) {
+			evbuffer_add_printf(out, "<mechanisms xmlns='" NS_SASL "'>"
+						 "<mechanism>SCRAM-SHA-256</mechanism>"
+						 "<mechanism>SCRAM-SHA-1</mechanism>");
+			if (c->tls)
+				evbuffer_add_printf(out, "<mechanism>PLAIN</mechanism>");
+			evbuffer_add_printf(out, "</mechanisms>");
+		}
+	} else {
+		evbuffer_add_printf(out,
+				    "<bind xmlns='" NS_BIND "'/>"
+				    "<session xmlns='" NS_SESSION "'><optional/></session>"
+				    "<ver xmlns='" NS_ROSTERVER "'/>"
+				    "<sub xmlns='" NS_PREAPPROVAL "'/>");
+	}
+	evbuffer_add_printf(out, "</stream:features>");
+	c->last_write = time(NULL);
+}
+
+/* ---- closing ---- */
+
+static void conn_unlink(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		server.conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* Release everything tied to the session at once (presence goes out now), keep the socket
+ * until the last bytes are written. */
+static void conn_detach(struct conn *c)
+{
+	auth_cleanup(c);
+	if (c->binding) {
+		c->binding = false;
+		user_cancel(c->username, c);
+	}
+	if (c->res) {
+		struct resource *r = c->res;
+		c->res = NULL;
+		r->conn = NULL;
+		session_unbind(r);
+	}
+	if (c->user) {
+		user_release(c->user);
+		c->user = NULL;
+	}
+	free(c->bind_want);
+	c->bind_want = NULL;
+}
+
+static void conn_begin_close(struct conn *c)
+{
+	if (c->phase == PH_CLOSING)
+		return;
+	c->phase = PH_CLOSING;
+	c->closing_since = time(NULL);
+	conn_detach(c);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->in_read)
+		conn_free(c);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	conn_detach(c);
+	conn_unlink(c);
+	server.nconns--;
+	per_ip_adjust(c->ip, -1);
+	xml_stream_free(c->xs);
+	c->xs = NULL;
+	if (c->bev) {
+		if (!c->tls)
+			close(c->fd);
+		bufferevent_free(c->bev);
+	}
+	c->bev = NULL;
+	if (!c->in_read)
+		free(c);
+}
+
+/* ---- input ---- */
+
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	c->last_read = time(NULL);
+	c->in_read = true;
+	while (!c->dead && c->phase != PH_CLOSING && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t n = v.iov_len;
+		int rc = xml_stream_feed(c->xs, v.iov_base, n);
+		if (c->dead || !c->bev)
+			break;
+		evbuffer_drain(in, n);
+		if (rc < 0)
+			break;
+	}
+	c->in_read = false;
+	if (c->dead) {
+		free(c);
+		return;
+	}
+	if (c->phase == PH_CLOSING) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_free(c);
+	}
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->phase == PH_CLOSING && !c->in_read)
+		conn_free(c);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e;
+		while ((e = bufferevent_get_openssl_error(bev)))
+			log_debug("conn %s: tls: %s", c->ip, ERR_reason_error_string(e));
+	}
+	log_debug("conn %s: closed by peer (%s%s%s)", c->ip, what & BEV_EVENT_EOF ? "eof" : "",
+		  what & BEV_EVENT_ERROR ? "error" : "", what & BEV_EVENT_TIMEOUT ? "timeout" : "");
+	if (c->in_read) {
+		conn_begin_close(c);
+		return;
+	}
+	conn_free(c);
+}
+
+/* ---- STARTTLS ---- */
+
+static void conn_starttls(struct conn *c)
+{
+	static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add(out, proceed, sizeof proceed - 1);
+	/* Flush the plain bytes ourselves: the TLS layer takes the socket right after. */
+	while (evbuffer_get_length(out) > 0) {
+		int n = evbuffer_write(out, c->fd);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			conn_free(c);
+			return;
+		}
+		if (n < 0)
+			usleep(1000); /* a few bytes into an empty socket buffer: never long */
+	}
+	bufferevent_free(c->bev); /* not CLOSE_ON_FREE: the fd stays open */
+	c->bev = NULL;
+	if (setup_bev(c, true) < 0) {
+		close(c->fd);
+		conn_free(c);
+		return;
+	}
+	c->header_sent = false;
+	c->phase = PH_HEADER;
+	xml_stream_reset(c->xs);
+}
+
+/* ---- stream callbacks ---- */
+
+static void xs_open(void *arg, const char *name, const char **attrs)
+{
+	struct conn *c = arg;
+	const char *to = NULL, *version = NULL;
+	for (int i = 0; attrs && attrs[i]; i += 2) {
+		if (!strcmp(attrs[i], "to"))
+			to = attrs[i + 1];
+		else if (!strcmp(attrs[i], "version"))
+			version = attrs[i + 1];
+	}
+	if (c->phase != PH_HEADER) {
+		conn_stream_error(c, "not-well-formed", NULL);
+		return;
+	}
+	if (!to || strcasecmp(to, server.cfg.domain) != 0) {
+		conn_stream_error(c, "host-unknown", NULL);
+		return;
+	}
+	if (!version || strncmp(version, "1.", 2) != 0) {
+		conn_stream_error(c, "unsupported-version", NULL);
+		return;
+	}
+	send_header(c);
+	send_features(c);
+	c->phase = c->authenticated ? PH_PRE_BIND : PH_PRE_AUTH;
+}
+
+static void xs_close(void *arg)
+{
+	struct conn *c = arg;
+	send_header(c);
+	bufferevent_write(c->bev, "</stream:stream>", 16);
+	conn_begin_close(c);
+}
+
+static void xs_error(void *arg, enum xml_stream_error err)
+{
+	struct conn *c = arg;
+	conn_stream_error(c, xml_stream_error_condition(err), NULL);
+}
+
+static void bind_finish(void *arg, struct user *u);
+
+static void handle_bind(struct conn *c, struct xml_node *iq)
+{
+	struct xml_node *bind = xml_find_child(iq, "bind", NS_BIND);
+	const char *type = xml_get_attr(iq, "type");
+	if (!bind || !type || strcmp(type, "set") != 0) {
+		struct xml_node *err = stanza_error_reply(iq, "cancel", "not-allowed", NULL);
+		if (err)
+			conn_send(c, err);
+		xml_free(err);
+		return;
+	}
+	c->bind_want = xml_child_text(bind, "resource");
+	const char *id = xml_get_attr(iq, "id");
+	snprintf(c->bind_id, sizeof c->bind_id, "%s", id ? id : "");
+	c->phase = PH_BINDING;
+	c->binding = true;
+	user_with(c->username, bind_finish, c);
+}
+
+static void send_bind_error(struct conn *c, const char *type, const char *condition)
+{
+	struct xml_node *iq = xml_elem_new("iq");
+	xml_set_attr(iq, "type", "error");
+	xml_set_attr(iq, "id", c->bind_id);
+	struct xml_node *e = xml_new_child(iq, "error");
+	xml_set_attr(e, "type", type);
+	xml_new_child_ns(e, condition, NS_STANZA_ERR);
+	conn_send(c, iq);
+	xml_free(iq);
+}
+
+/* The user's data is in memory: create the resource.  c may have closed meanwhile: the
+ * waiter list holds c, and conn_detach cancels by releasing; we check the phase. */
+static void bind_finish(void *arg, struct user *u)
+{
+	struct conn *c = arg;
+	c->binding = false;
+	if (c->phase != PH_BINDING)
+		return;
+	if (!u) {
+		conn_stream_error(c, "not-authorized", "account removed");
+		return;
+	}
+	const char *condition = NULL;
+	struct resource *r = session_bind(c, u, c->bind_want, &condition);
+	free(c->bind_want);
+	c->bind_want = NULL;
+	if (!r) {
+		c->phase = PH_PRE_BIND;
+		send_bind_error(c, strcmp(condition, "resource-constraint") ? "modify" : "wait",
+				condition);
+		return;
+	}
+	c->res = r;
+	c->phase = PH_ESTABLISHED;
+	struct xml_node *iq = xml_elem_new("iq");
+	xml_set_attr(iq, "type", "result");
+	xml_set_attr(iq, "id", c->bind_id);
+	struct xml_node *b = xml_new_child_ns(iq, "bind", NS_BIND);
+	struct xml_node *j = xml_new_child(b, "jid");
+	xml_add_text(j, r->full, strlen(r->full));
+	conn_send(c, iq);
+	xml_free(iq);
+	server.stats.logins++;
+}
+
+void conn_set_home(struct conn *c, int home_node) { c->home_node = home_node; }
+void conn_set_mech(struct conn *c, int mech) { c->mech = mech; }
+int conn_sasl_mech(const struct conn *c) { return c->mech; }
+void conn_auth_retry(struct conn *c)
+{
+	if (c->phase == PH_SASL)
+		c->phase = PH_PRE_AUTH;
+}
+
+void conn_auth_succeeded(struct conn *c, const char *username)
+{
+	snprintf(c->username, sizeof c->username, "%s", username);
+	c->authenticated = true;
+	if (!engine_serves(c->home_node)) {
+		const char *to = server.redirect[c->home_node];
+		if (to[0])
+			conn_stream_error(c, "see-other-host", to);
+		else
+			conn_stream_error(c, "reset", "your home node is not served right now");
+		return;
+	}
+	c->header_sent = false;
+	c->phase = PH_HEADER;
+	xml_stream_reset(c->xs);
+}
+
+static void pre_auth_stanza(struct conn *c, struct xml_node *st)
+{
+	const char *ns = xml_get_attr(st, "xmlns");
+	if (!strcmp(st->name, "starttls") && ns && !strcmp(ns, NS_TLS)) {
+		if (c->tls || !server.ssl_ctx) {
+			conn_stream_error(c, "policy-violation", "TLS already active");
+			return;
+		}
+		conn_starttls(c);
+		return;
+	}
+	if (!strcmp(st->name, "auth") && ns && !strcmp(ns, NS_SASL)) {
+		if (!c->tls && server.ssl_ctx && server.cfg.require_starttls) {
+			bufferevent_write(c->bev,
+					  "<failure xmlns='" NS_SASL "'><encryption-required/>"
+					  "</failure>",
+					  strlen("<failure xmlns='" NS_SASL "'><encryption-required/>"
+						 "</failure>"));
+			return;
+		}
+		c->phase = PH_SASL;
+		auth_start(c, st);
+		return;
+	}
+	conn_stream_error(c, "not-authorized", NULL);
+}
+
+static void xs_stanza(void *arg, struct xml_node *st)
+{
+	struct conn *c = arg;
+	server.stats.stanzas_in++;
+	switch (c->phase) {
+	case PH_PRE_AUTH:
+		pre_auth_stanza(c, st);
+		break;
+	case PH_SASL: {
+		const char *ns = xml_get_attr(st, "xmlns");
+		if (ns && !strcmp(ns, NS_SASL) && !strcmp(st->name, "response"))
+			auth_response(c, st);
+		else if (ns && !strcmp(ns, NS_SASL) && !strcmp(st->name, "abort"))
+			auth_abort(c);
+		else
+			conn_stream_error(c, "not-authorized", NULL);
+		break;
+	}
+	case PH_PRE_BIND:
+		if (!strcmp(st->name, "iq"))
+			handle_bind(c, st);
+		else
+			conn_stream_error(c, "not-authorized", "bind a resource first");
+		break;
+	case PH_BINDING:
+		/* A pipelined stanza before the bind result: RFC 6120 lets us refuse it. */
+		conn_stream_error(c, "not-authorized", "bind a resource first");
+		break;
+	case PH_ESTABLISHED:
+		if (strcmp(st->name, "message") && strcmp(st->name, "presence") &&
+		    strcmp(st->name, "iq")) {
+			conn_stream_error(c, "unsupported-stanza-type", NULL);
+			break;
+		}
+		/* The server stamps 'from' (RFC 6120 §8.1.2.1). */
+		xml_set_attr(st, "from", c->res->full);
+		route_from_client(c->res, st);
+		return; /* ownership passed */
+	default:
+		break;
+	}
+	xml_free(st);
+}
+
+/* ---- timers ---- */
+
+void conn_sweep(void)
+{
+	time_t now = time(NULL);
+	long auth_s = server.cfg.auth_timeout_ms / 1000, idle_s = server.cfg.idle_timeout_ms / 1000;
+	long ka_s = server.cfg.keepalive_ms / 1000;
+	for (struct conn *c = server.conns, *next; c; c = next) {
+		next = c->next;
+		if (c->phase == PH_CLOSING) {
+			if (now - c->closing_since > 5)
+				conn_free(c);
+			continue;
+		}
+		if (c->phase != PH_ESTABLISHED && now - c->opened >= auth_s) {
+			conn_stream_error(c, "connection-timeout", "authenticate sooner");
+			continue;
+		}
+		if (now - c->last_read >= idle_s) {
+			conn_stream_error(c, "connection-timeout", NULL);
+			continue;
+		}
+		if (c->phase == PH_ESTABLISHED && now - c->last_write >= ka_s)
+			conn_send_raw(c, " ", 1);
+	}
+}
+
+void conn_close_all(const char *condition)
+{
+	for (struct conn *c = server.conns, *next; c; c = next) {
+		next = c->next;
+		conn_stream_error(c, condition, NULL);
+	}
+}

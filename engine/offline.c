@@ -1,0 +1,322 @@
+/* Offline messages: stored when no resource can take a message (XEP-0160), delivered at the
+ * next available presence with a delay stamp (XEP-0203), deleted once handed over, so each
+ * is delivered exactly once.  XEP-0013 flexible retrieval lets a client view, fetch and
+ * remove them itself instead. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "lib/log.h"
+#include "lib/pg.h"
+
+#define FLUSH_BATCH 500
+
+struct offline_op {
+	struct user *u;
+	char resource[JID_PART_MAX + 1];
+	struct xml_node *iq; /* XEP-0013 request being answered, or NULL */
+	char *stanza;        /* insert: the stored text, to bounce if the store is full */
+	int mode;
+};
+
+enum { OP_FLUSH, OP_FETCH, OP_VIEW, OP_INSERT, OP_DELETE };
+
+static struct offline_op *op_new(struct user *u, const char *resource, int mode)
+{
+	struct offline_op *op = calloc(1, sizeof *op);
+	if (!op)
+		return NULL;
+	op->u = u;
+	user_hold(u);
+	if (resource)
+		snprintf(op->resource, sizeof op->resource, "%s", resource);
+	op->mode = mode;
+	return op;
+}
+
+static void op_free(struct offline_op *op)
+{
+	xml_free(op->iq);
+	free(op->stanza);
+	user_release(op->u);
+	free(op);
+}
+
+static void deliver_pending(struct user *u);
+
+static void inserted(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_warnx("offline %s: store failed: %s", op->u->name,
+			  res ? PQresultErrorMessage(res) : errmsg);
+	} else if (atoi(PQcmdTuples(res)) == 0) {
+		/* The user's offline store is full: tell the sender instead of dropping. */
+		log_info("offline %s: store full, message bounced", op->u->name);
+		struct xml_node *m = xml_parse_string(op->stanza, strlen(op->stanza));
+		if (m) {
+			stanza_bounce_to_sender(m, "wait", "resource-constraint");
+			xml_free(m);
+		}
+	} else {
+		server.stats.offline_stored++;
+		/* The user may have come online while this was being written. */
+		deliver_pending(op->u);
+	}
+	op_free(op);
+}
+
+void offline_store(struct user *u, struct xml_node *m)
+{
+	stanza_add_delay(m, server.cfg.domain, time(NULL));
+	struct offline_op *op = op_new(u, NULL, OP_INSERT);
+	char *text = xml_to_string(m, NULL);
+	xml_free(m);
+	if (!op || !text) {
+		free(text);
+		if (op)
+			op_free(op);
+		return;
+	}
+	op->stanza = text;
+	char max[32];
+	snprintf(max, sizeof max, "%ld", server.cfg.max_offline_per_user);
+	const char *params[3] = {u->name, text, max};
+	if (!pg_query(server.db,
+		      "INSERT INTO offline_messages (username, stanza) SELECT $1, $2"
+		      " WHERE (SELECT count(*) FROM offline_messages WHERE username = $1) < $3::int",
+		      3, params, inserted, op))
+		op_free(op);
+}
+
+static struct resource *first_target(struct user *u)
+{
+	struct resource *best = NULL;
+	for (struct resource *r = u->resources; r; r = r->next)
+		if (r->presence && r->priority >= 0 && r->conn && !r->flexible_offline &&
+		    (!best || r->priority > best->priority))
+			best = r;
+	return best;
+}
+
+static void start_flush(struct user *u, struct resource *r);
+
+static void deleted(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warnx("offline %s: delete failed: %s", op->u->name,
+			  res ? PQresultErrorMessage(res) : errmsg);
+	op->u->offline_flushing = false;
+	struct user *u = op->u;
+	bool more = op->mode == OP_FLUSH + 100; /* a full batch: there may be more */
+	user_hold(u);
+	op_free(op);
+	if (more)
+		deliver_pending(u);
+	user_release(u);
+}
+
+static void delete_upto(struct offline_op *op, const char *max_id, bool more)
+{
+	const char *params[2] = {op->u->name, max_id};
+	op->mode = more ? OP_FLUSH + 100 : OP_DELETE;
+	if (!pg_query(server.db, "DELETE FROM offline_messages WHERE username = $1 AND id <= $2",
+		      2, params, deleted, op)) {
+		op->u->offline_flushing = false;
+		op_free(op);
+	}
+}
+
+static void add_offline_item(struct xml_node *m, const char *node)
+{
+	struct xml_node *o = xml_new_child_ns(m, "offline", NS_OFFLINE);
+	struct xml_node *item = xml_new_child(o, "item");
+	xml_set_attr(item, "node", node);
+}
+
+static void fetched(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	struct resource *r = user_find_resource(op->u, op->resource);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || !r || !r->conn) {
+		if (!r && res && PQresultStatus(res) == PGRES_TUPLES_OK)
+			log_debug("offline %s: resource went away, messages kept", op->u->name);
+		else if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+			log_warnx("offline %s: fetch failed: %s", op->u->name,
+				  res ? PQresultErrorMessage(res) : errmsg);
+		op->u->offline_flushing = false;
+		op_free(op);
+		return;
+	}
+	int n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct xml_node *m = xml_parse_string(PQgetvalue(res, i, 1),
+						      (size_t)PQgetlength(res, i, 1));
+		if (!m)
+			continue;
+		xml_set_attr(m, "to", r->full);
+		if (op->mode != OP_FLUSH)
+			add_offline_item(m, PQgetvalue(res, i, 0));
+		conn_send(r->conn, m);
+		xml_free(m);
+	}
+	if (op->mode == OP_FLUSH) {
+		server.stats.offline_delivered += (uint64_t)n;
+		if (n == 0) {
+			op->u->offline_flushing = false;
+			op_free(op);
+			return;
+		}
+		delete_upto(op, PQgetvalue(res, n - 1, 0), n == FLUSH_BATCH);
+		return;
+	}
+	/* XEP-0013 fetch / view: messages stay until the client removes them. */
+	struct xml_node *reply = stanza_iq_result(op->iq, NULL);
+	if (reply)
+		conn_send(r->conn, reply);
+	xml_free(reply);
+	op_free(op);
+}
+
+static void start_flush(struct user *u, struct resource *r)
+{
+	struct offline_op *op = op_new(u, r->name, OP_FLUSH);
+	if (!op)
+		return;
+	u->offline_flushing = true;
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", FLUSH_BATCH);
+	const char *params[2] = {u->name, lim};
+	if (!pg_query(server.db,
+		      "SELECT id, stanza FROM offline_messages WHERE username = $1"
+		      " ORDER BY id LIMIT $2::int",
+		      2, params, fetched, op)) {
+		u->offline_flushing = false;
+		op_free(op);
+	}
+}
+
+static void deliver_pending(struct user *u)
+{
+	struct resource *r = first_target(u);
+	if (r && !u->offline_flushing)
+		start_flush(u, r);
+}
+
+void offline_flush(struct resource *res)
+{
+	if (!res->flexible_offline)
+		deliver_pending(res->user);
+}
+
+/* ---- XEP-0013 ---- */
+
+static void run_iq_query(struct resource *res, struct xml_node *iq, const char *sql, int mode,
+			 int nparams, const char *const *params, pg_cb cb)
+{
+	struct offline_op *op = op_new(res->user, res->name, mode);
+	if (!op) {
+		stanza_bounce(res, iq, "wait", "resource-constraint");
+		xml_free(iq);
+		return;
+	}
+	op->iq = iq;
+	if (!pg_query(server.db, sql, nparams, params, cb, op)) {
+		stanza_bounce(res, iq, "wait", "resource-constraint");
+		op_free(op);
+	}
+}
+
+static void removed(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	struct resource *r = user_find_resource(op->u, op->resource);
+	if (r && r->conn) {
+		struct xml_node *reply =
+			res && PQresultStatus(res) == PGRES_COMMAND_OK
+				? stanza_iq_result(op->iq, NULL)
+				: stanza_error_reply(op->iq, "wait", "internal-server-error", NULL);
+		if (reply)
+			conn_send(r->conn, reply);
+		xml_free(reply);
+	}
+	op_free(op);
+}
+
+/* Collect the node ids of <item action='view|remove' node='..'/> as a SQL array literal. */
+static char *item_ids(struct xml_node *offline, const char *action)
+{
+	size_t cap = 64, len = 1;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	strcpy(out, "{");
+	for (struct xml_node *it = xml_first_elem(offline); it; it = xml_next_elem(it)) {
+		const char *a = xml_get_attr(it, "action"), *node = xml_get_attr(it, "node");
+		if (strcmp(it->name, "item") || !a || strcmp(a, action) || !node)
+			continue;
+		char *end;
+		long long v = strtoll(node, &end, 10);
+		if (*end || v <= 0 || strlen(node) > 19) {
+			free(out);
+			return NULL;
+		}
+		if (len + strlen(node) + 2 > cap) {
+			cap = (len + strlen(node) + 2) * 2;
+			char *n = realloc(out, cap);
+			if (!n) {
+				free(out);
+				return NULL;
+			}
+			out = n;
+		}
+		len += (size_t)sprintf(out + len, "%s%lld", len > 1 ? "," : "", v);
+	}
+	strcpy(out + len, "}");
+	return out;
+}
+
+void offline_iq(struct resource *res, struct xml_node *iq)
+{
+	struct xml_node *off = xml_find_child(iq, "offline", NS_OFFLINE);
+	const char *type = xml_get_attr(iq, "type");
+	const char *params[2] = {res->user->name, NULL};
+	res->flexible_offline = true;
+	if (!off || !type) {
+		stanza_bounce(res, iq, "modify", "bad-request");
+		xml_free(iq);
+		return;
+	}
+	if (xml_find_child(off, "fetch", NULL) && !strcmp(type, "get")) {
+		run_iq_query(res, iq,
+			     "SELECT id, stanza FROM offline_messages WHERE username = $1 ORDER BY id",
+			     OP_FETCH, 1, params, fetched);
+		return;
+	}
+	if (xml_find_child(off, "purge", NULL) && !strcmp(type, "set")) {
+		run_iq_query(res, iq, "DELETE FROM offline_messages WHERE username = $1", OP_DELETE,
+			     1, params, removed);
+		return;
+	}
+	bool view = !strcmp(type, "get");
+	char *ids = item_ids(off, view ? "view" : "remove");
+	if (!ids) {
+		stanza_bounce(res, iq, "modify", "item-not-found");
+		xml_free(iq);
+		return;
+	}
+	params[1] = ids;
+	if (view)
+		run_iq_query(res, iq,
+			     "SELECT id, stanza FROM offline_messages WHERE username = $1"
+			     " AND id = ANY($2::bigint[]) ORDER BY id",
+			     OP_VIEW, 2, params, fetched);
+	else
+		run_iq_query(res, iq,
+			     "DELETE FROM offline_messages WHERE username = $1"
+			     " AND id = ANY($2::bigint[])",
+			     OP_DELETE, 2, params, removed);
+	free(ids);
+}
