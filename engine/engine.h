@@ -93,7 +93,7 @@ struct user_waiter {
 
 struct user {
 	char name[JID_PART_MAX + 1]; /* localpart */
-	char bare[JID_BUF];
+	char bare[2 * JID_PART_MAX + 2]; /* short enough that bare + "/" + resource fits */
 	int home_node;
 	bool loaded, missing;
 	int64_t roster_ver;

@@ -14,6 +14,9 @@ struct evbuffer;
 
 enum xml_node_type { XML_ELEM, XML_TEXT };
 
+/* Nodes come only from the constructors below: the name, the attribute array and the text
+ * share the node's allocation, so never free or reassign name/attrs/text by hand (use
+ * xml_set_attr / xml_add_text). */
 struct xml_node {
 	enum xml_node_type type;
 	char *name;            /* XML_ELEM: qualified name as written ("message", "stream:features") */
@@ -28,6 +31,9 @@ struct xml_node {
 /* Building.  All return NULL / -1 only on allocation failure. */
 struct xml_node *xml_elem_new(const char *name);
 struct xml_node *xml_text_new(const char *text, size_t len);
+/* An element with its attributes (NULL-terminated name, value, ... array; may be NULL),
+ * packed into one allocation.  The parser's constructor. */
+struct xml_node *xml_elem_new_attrs(const char *name, const char **attrs);
 void xml_append(struct xml_node *parent, struct xml_node *child);
 struct xml_node *xml_new_child(struct xml_node *parent, const char *name);
 /* Append a new child element <name xmlns='ns'> (ns may be NULL). */
