@@ -13,12 +13,11 @@
 #include <openssl/ssl.h>
 
 #include "engine/engine.h"
+#include "engine/sasl.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/schema.h"
 #include "lib/strmap.h"
-
-struct server server;
 
 SSL_CTX *tls_context_new(const char *cert, const char *key);
 struct evconnlistener *listener_open(const char *addr, bool direct_tls);
@@ -123,6 +122,7 @@ int main(int argc, char **argv)
 		log_warnx("config: require_starttls is set but no tls_cert is configured");
 		return 2;
 	}
+	sasl_set_default_iterations((unsigned)server.cfg.scram_iterations);
 	check_schema();
 	server.db = pg_pool_new(server.base, server.cfg.db_conninfo, (int)server.cfg.db_connections);
 	if (!server.db)

@@ -45,5 +45,19 @@ enum sasl_result sasl_server_set_creds(struct sasl_server *s, const struct scram
 const char *sasl_server_failure(const struct sasl_server *s);
 /* After SUCCESS: the authenticated username. */
 const char *sasl_server_authenticated(const struct sasl_server *s);
+/* The hash whose credentials sasl_server_set_creds() wants (SHA-256 for PLAIN). */
+enum scram_hash sasl_server_hash(const struct sasl_server *s);
+
+/* Iteration count announced for unknown users (set it to the configured scram_iterations so
+ * fake challenges look like real ones).  Default 4096. */
+void sasl_set_default_iterations(unsigned iterations);
+
+/* Bounds on client data (RFC 6120 leaves them to the server). */
+#define SASL_MAX_MESSAGE 4096
+
+/* ---- Test hook, for the RFC 5802/7677 vectors only: never call it in the server. ----
+ * Use server_nonce (printable ASCII without ',', 1..64 bytes) instead of a random one for
+ * the server part of the SCRAM nonce.  Call before sasl_server_set_creds().  0 or -1. */
+int sasl_server_set_nonce_for_test(struct sasl_server *s, const char *server_nonce);
 
 #endif

@@ -5,7 +5,8 @@
 
 #include <stddef.h>
 
-/* Encoded length for n bytes, without the NUL. */
+/* Encoded length for n bytes, without the NUL; the macro is for array sizes. */
+#define BASE64_LEN(n) (((n) + 2) / 3 * 4)
 size_t base64_encoded_len(size_t n);
 /* Encode into out (base64_encoded_len(n) + 1 bytes); returns the length written. */
 size_t base64_encode(const unsigned char *in, size_t n, char *out);

@@ -40,7 +40,15 @@ int scram_creds_new(enum scram_hash h, const char *password, unsigned iterations
 void scram_hmac(enum scram_hash h, const unsigned char *key, size_t keylen,
 		const unsigned char *data, size_t len, unsigned char *out);
 void scram_h(enum scram_hash h, const unsigned char *data, size_t len, unsigned char *out);
-/* Constant-time compare. */
+/* Constant-time compare: 1 when the len bytes are equal, 0 otherwise. */
 int scram_equal(const unsigned char *a, const unsigned char *b, size_t len);
+
+/* The one username rule for SASL (a simplified nodeprep, as srmctl provisioning checks):
+ * 1..1023 bytes of well-formed UTF-8 without control characters (C0, DEL, C1), NUL,
+ * whitespace or the RFC 7622 localpart exclusions " & ' / : < > @; ASCII letters are
+ * lowercased, other characters kept.  out must hold
+ * SCRAM_USERNAME_MAX + 1 bytes and is NUL-terminated.  0 or -1. */
+#define SCRAM_USERNAME_MAX 1023
+int scram_username_normalize(const unsigned char *in, size_t len, char *out);
 
 #endif

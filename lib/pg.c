@@ -1,0 +1,712 @@
+/* Asynchronous PostgreSQL pool (see lib/pg.h).
+ *
+ * Each connection is connected with PQconnectStart/PQconnectPoll driven by libevent, then put
+ * in non-blocking pipeline mode: up to PG_CONN_MAX_INFLIGHT queries are sent back to back,
+ * each followed by its own Sync so it is an implicit transaction of its own and a failing
+ * query cannot abort the next ones.  Per query the results arrive as
+ *     result(s), NULL, PGRES_PIPELINE_SYNC
+ * and the callback runs at the NULL; the request keeps its slot until its Sync is read.
+ *
+ * Requests wait in one FIFO queue and go to the least-loaded connection that is up.  New
+ * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
+ * never runs before pg_query() has returned its handle.
+ *
+ * Re-entrancy: a callback may call pg_query() and pg_req_cancel() on any request (including
+ * its own, which is then a no-op).  A callback must NOT call pg_pool_free().  A request handle
+ * is valid until its callback has started or it was cancelled.
+ *
+ * Limitation of libpq: a host name is resolved with a blocking getaddrinfo() inside
+ * PQconnectStart/PQconnectPoll; production should use a unix socket or hostaddr=. */
+#include "lib/pg.h"
+
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#define PG_CONN_MAX_INFLIGHT 32
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+/* libpq ignores connect_timeout with PQconnectPoll: the caller must bound the attempt. */
+#define PG_CONNECT_TIMEOUT_MS 10000
+#define PG_DEFAULT_QUEUE_TIMEOUT_MS 5000
+#define PG_MAX_PARAMS 65535
+#define PG_ERRLEN 256
+
+enum req_state {
+	REQ_QUEUED,   /* in pool->queue */
+	REQ_SENT,     /* in conn->inflight, waiting for its result */
+	REQ_ANSWERED, /* in conn->inflight, callback done, waiting for its Sync */
+	REQ_DONE,     /* out of every list, callback running or about to */
+};
+
+struct pg_req {
+	TAILQ_ENTRY(pg_req) entry;
+	struct pg_pool *pool;
+	enum req_state state;
+	pg_cb cb; /* NULL once cancelled or called */
+	void *arg;
+	PGresult *res; /* first result of the query, until delivered */
+	int64_t deadline_ms;
+	int nparams;
+	const char *sql;
+	const char **params; /* points into the same allocation */
+};
+
+TAILQ_HEAD(req_list, pg_req);
+
+enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
+
+struct pg_conn {
+	struct pg_pool *pool;
+	int id;
+	enum conn_state state;
+	PGconn *pq;
+	int fd;
+	struct event *ev_connect; /* one-shot, re-created per PQconnectPoll step */
+	struct event *ev_read;	  /* persistent while up */
+	struct event *ev_write;	  /* added while PQflush has data left */
+	struct event *ev_retry;	  /* reconnect timer */
+	int writing;
+	int backoff_ms;
+	int down_logged; /* log a failing attempt once, not at every retry */
+	struct req_list inflight;
+	int n_inflight;
+	char err[PG_ERRLEN];
+};
+
+struct pg_pool {
+	struct event_base *base;
+	char *conninfo;
+	int nconns;
+	struct pg_conn *conns;
+	struct req_list queue;
+	int n_queued;
+	int n_inflight;
+	int n_connected;
+	int queue_timeout_ms;
+	struct event *ev_kick;	  /* deferred dispatch */
+	struct event *ev_timeout; /* earliest queue deadline */
+	int kick_pending;
+};
+
+static void conn_start(struct pg_conn *c);
+static void conn_fail(struct pg_conn *c, const char *why);
+static void pool_dispatch(struct pg_pool *pool);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct timeval tv_ms(int64_t ms)
+{
+	struct timeval tv;
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	return tv;
+}
+
+/* libpq messages end with a newline; keep one line, bounded. */
+static void err_copy(char *dst, size_t len, const char *msg)
+{
+	snprintf(dst, len, "%s", msg && *msg ? msg : "unknown error");
+	size_t n = strlen(dst);
+	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == '\r' || dst[n - 1] == ' '))
+		dst[--n] = '\0';
+	for (char *p = dst; *p; p++)
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+}
+
+/* Run the callback of a request at most once; the caller owns req and res afterwards. */
+static void req_deliver(struct pg_req *req, PGresult *res, const char *errmsg)
+{
+	pg_cb cb = req->cb;
+	req->cb = NULL;
+	if (cb)
+		cb(req->arg, res, errmsg);
+}
+
+static void req_free(struct pg_req *req)
+{
+	PQclear(req->res);
+	free(req);
+}
+
+/* ---- queue timeout ---- */
+
+static void pool_arm_timeout(struct pg_pool *pool)
+{
+	struct pg_req *head = TAILQ_FIRST(&pool->queue);
+	if (!head) {
+		event_del(pool->ev_timeout);
+		return;
+	}
+	struct timeval tv = tv_ms(head->deadline_ms - now_ms());
+	event_add(pool->ev_timeout, &tv);
+}
+
+static void pool_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *pool = arg;
+	int64_t now = now_ms();
+	const char *why = pool->n_connected ? "database overloaded" : "database unavailable";
+	struct pg_req *req;
+
+	/* Pop the head each time: a callback may cancel (free) other queued requests. */
+	while ((req = TAILQ_FIRST(&pool->queue)) && req->deadline_ms <= now) {
+		TAILQ_REMOVE(&pool->queue, req, entry);
+		pool->n_queued--;
+		req->state = REQ_DONE;
+		req_deliver(req, NULL, why);
+		req_free(req);
+	}
+	pool_arm_timeout(pool);
+}
+
+static void pool_kick(struct pg_pool *pool)
+{
+	if (pool->kick_pending)
+		return;
+	pool->kick_pending = 1;
+	event_active(pool->ev_kick, EV_TIMEOUT, 0);
+}
+
+static void pool_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *pool = arg;
+	pool->kick_pending = 0;
+	pool_dispatch(pool);
+}
+
+/* ---- connection I/O ---- */
+
+static void conn_events_free(struct pg_conn *c)
+{
+	if (c->ev_connect) {
+		event_free(c->ev_connect);
+		c->ev_connect = NULL;
+	}
+	if (c->ev_read) {
+		event_free(c->ev_read);
+		c->ev_read = NULL;
+	}
+	if (c->ev_write) {
+		event_free(c->ev_write);
+		c->ev_write = NULL;
+	}
+	c->writing = 0;
+	c->fd = -1;
+}
+
+/* Push buffered output; watch EV_WRITE while libpq still has some.  -1: connection failed. */
+static int conn_flush(struct pg_conn *c)
+{
+	int r = PQflush(c->pq);
+	if (r < 0) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return -1;
+	}
+	if (r == 1 && !c->writing) {
+		event_add(c->ev_write, NULL);
+		c->writing = 1;
+	} else if (r == 0 && c->writing) {
+		event_del(c->ev_write);
+		c->writing = 0;
+	}
+	return 0;
+}
+
+/* Send one request; -1 when the connection is broken (req untouched), 1 when the request
+ * itself was refused (conn still fine, req still queued), 0 when sent. */
+static int conn_send(struct pg_conn *c, struct pg_req *req)
+{
+	if (!PQsendQueryParams(c->pq, req->sql, req->nparams, NULL, req->params, NULL, NULL,
+			       0))
+		return PQstatus(c->pq) == CONNECTION_OK ? 1 : -1;
+	if (!PQpipelineSync(c->pq))
+		return -1;
+	return 0;
+}
+
+static int result_is_fatal(const PGresult *res)
+{
+	if (PQresultStatus(res) != PGRES_FATAL_ERROR)
+		return 0;
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+}
+
+/* Read every complete result; runs callbacks.  0, or -1 if the connection failed. */
+static int conn_read_results(struct pg_conn *c)
+{
+	struct pg_pool *pool = c->pool;
+	int last_null = 0;
+
+	while (!TAILQ_EMPTY(&c->inflight) && !PQisBusy(c->pq)) {
+		PGresult *res = PQgetResult(c->pq);
+		struct pg_req *req = TAILQ_FIRST(&c->inflight);
+		if (PQstatus(c->pq) == CONNECTION_BAD) {
+			PQclear(res);
+			conn_fail(c, PQerrorMessage(c->pq));
+			return -1;
+		}
+		if (!res) {
+			/* End of the head query's results. */
+			if (last_null) {
+				/* libpq has no command left while we still wait for one: our
+				 * bookkeeping and the connection disagree; start over. */
+				conn_fail(c, "pipeline out of step");
+				return -1;
+			}
+			last_null = 1;
+			if (req->state == REQ_SENT) {
+				PGresult *r = req->res;
+				req->res = NULL;
+				req->state = REQ_ANSWERED;
+				req_deliver(req, r, r ? NULL : "no result");
+				PQclear(r);
+			}
+			continue;
+		}
+		last_null = 0;
+		if (result_is_fatal(res)) {
+			/* The server ends the session after a FATAL error (terminated backend,
+			 * shutdown): fail now rather than send more work to a dying link. */
+			char why[PG_ERRLEN];
+			err_copy(why, sizeof why, PQresultErrorMessage(res));
+			PQclear(res);
+			conn_fail(c, why);
+			return -1;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			TAILQ_REMOVE(&c->inflight, req, entry);
+			c->n_inflight--;
+			pool->n_inflight--;
+			req->state = REQ_DONE;
+			/* A Sync without a preceding end-of-results: deliver what we have. */
+			PGresult *r = req->res;
+			req->res = NULL;
+			req_deliver(req, r, r ? NULL : "no result");
+			PQclear(r);
+			req_free(req);
+			continue;
+		}
+		if (req->state == REQ_SENT && !req->res)
+			req->res = res;
+		else
+			PQclear(res); /* extra results of one statement are not expected; drop */
+	}
+	return 0;
+}
+
+static void conn_drain_notifies(struct pg_conn *c)
+{
+	PGnotify *n;
+	while ((n = PQnotifies(c->pq)) != NULL)
+		PQfreemem(n);
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_conn *c = arg;
+	struct pg_pool *pool = c->pool;
+
+	if (!PQconsumeInput(c->pq)) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return;
+	}
+	conn_drain_notifies(c);
+	if (conn_read_results(c) < 0)
+		return;
+	if (PQstatus(c->pq) == CONNECTION_BAD) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return;
+	}
+	/* libpq may need input before it can flush more (see PQflush documentation). */
+	if (c->writing && conn_flush(c) < 0)
+		return;
+	if (!TAILQ_EMPTY(&pool->queue))
+		pool_dispatch(pool);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_conn *c = arg;
+	conn_flush(c);
+}
+
+static void conn_notice(void *arg, const char *message)
+{
+	struct pg_conn *c = arg;
+	char line[PG_ERRLEN];
+	err_copy(line, sizeof line, message);
+	log_debug("pg: connection %d: %s", c->id, line);
+}
+
+/* ---- connection life cycle ---- */
+
+static void conn_schedule_retry(struct pg_conn *c)
+{
+	struct timeval tv = tv_ms(c->backoff_ms);
+	event_add(c->ev_retry, &tv);
+	c->backoff_ms = c->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS
+							       : c->backoff_ms * 2;
+}
+
+/* Tear the connection down, fail its in-flight requests, schedule a reconnect. */
+static void conn_fail(struct pg_conn *c, const char *why)
+{
+	struct pg_pool *pool = c->pool;
+	struct req_list failed = TAILQ_HEAD_INITIALIZER(failed);
+
+	err_copy(c->err, sizeof c->err, why);
+	if (c->state == CONN_UP) {
+		pool->n_connected--;
+		log_warnx("pg: connection %d down: %s", c->id, c->err);
+		c->down_logged = 1;
+	} else if (!c->down_logged) {
+		log_warnx("pg: connection %d cannot connect: %s (retrying)", c->id, c->err);
+		c->down_logged = 1;
+	} else {
+		log_debug("pg: connection %d attempt failed: %s", c->id, c->err);
+	}
+	conn_events_free(c);
+	PQfinish(c->pq);
+	c->pq = NULL;
+	c->state = CONN_DOWN;
+
+	TAILQ_CONCAT(&failed, &c->inflight, entry);
+	pool->n_inflight -= c->n_inflight;
+	c->n_inflight = 0;
+	conn_schedule_retry(c);
+
+	/* Callbacks may cancel requests still in `failed` (they only lose their callback) or
+	 * queue new ones (dispatched later from the kick event). */
+	struct pg_req *req;
+	char msg[PG_ERRLEN + 32];
+	snprintf(msg, sizeof msg, "database connection lost: %s", c->err);
+	while ((req = TAILQ_FIRST(&failed))) {
+		TAILQ_REMOVE(&failed, req, entry);
+		req->state = REQ_DONE;
+		req_deliver(req, NULL, msg);
+		req_free(req);
+	}
+	if (!TAILQ_EMPTY(&pool->queue))
+		pool_kick(pool);
+}
+
+static void conn_up(struct pg_conn *c)
+{
+	struct pg_pool *pool = c->pool;
+
+	if (PQsetnonblocking(c->pq, 1) != 0 || !PQenterPipelineMode(c->pq)) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return;
+	}
+	conn_events_free(c);
+	c->fd = PQsocket(c->pq);
+	c->ev_read = event_new(pool->base, c->fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->ev_write = event_new(pool->base, c->fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	if (!c->ev_read || !c->ev_write || event_add(c->ev_read, NULL) < 0) {
+		conn_fail(c, "out of memory");
+		return;
+	}
+	PQsetNoticeProcessor(c->pq, conn_notice, c);
+	c->state = CONN_UP;
+	c->backoff_ms = PG_BACKOFF_MIN_MS;
+	c->down_logged = 0;
+	pool->n_connected++;
+	log_info("pg: connection %d up (backend pid %d)", c->id, PQbackendPID(c->pq));
+	if (!TAILQ_EMPTY(&pool->queue))
+		pool_dispatch(pool);
+}
+
+static void conn_on_connect(evutil_socket_t fd, short what, void *arg);
+
+/* Wait for the direction PQconnectPoll asked for; the socket may change between steps
+ * (next address of a host, SSL retry), so the event is re-created each time. */
+static void conn_wait(struct pg_conn *c, short dir)
+{
+	int fd = PQsocket(c->pq);
+	if (fd < 0) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return;
+	}
+	if (c->ev_connect)
+		event_free(c->ev_connect);
+	c->fd = fd;
+	c->ev_connect = event_new(c->pool->base, fd, dir, conn_on_connect, c);
+	struct timeval tv = tv_ms(PG_CONNECT_TIMEOUT_MS);
+	if (!c->ev_connect || event_add(c->ev_connect, &tv) < 0)
+		conn_fail(c, "out of memory");
+}
+
+static void conn_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_conn *c = arg;
+
+	if (what & EV_TIMEOUT) {
+		conn_fail(c, "connection attempt timed out");
+		return;
+	}
+	switch (PQconnectPoll(c->pq)) {
+	case PGRES_POLLING_READING:
+		conn_wait(c, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		conn_wait(c, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		conn_up(c);
+		break;
+	default:
+		conn_fail(c, PQerrorMessage(c->pq));
+		break;
+	}
+}
+
+static void conn_start(struct pg_conn *c)
+{
+	c->pq = PQconnectStart(c->pool->conninfo);
+	if (!c->pq) {
+		conn_fail(c, "out of memory");
+		return;
+	}
+	c->state = CONN_CONNECTING;
+	if (PQstatus(c->pq) == CONNECTION_BAD) {
+		conn_fail(c, PQerrorMessage(c->pq));
+		return;
+	}
+	/* Documented start state: behave as if PQconnectPoll had returned POLLING_WRITING. */
+	conn_wait(c, EV_WRITE);
+}
+
+static void conn_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	conn_start(arg);
+}
+
+/* ---- dispatch ---- */
+
+static struct pg_conn *pool_pick_conn(struct pg_pool *pool)
+{
+	struct pg_conn *best = NULL;
+	for (int i = 0; i < pool->nconns; i++) {
+		struct pg_conn *c = &pool->conns[i];
+		if (c->state != CONN_UP || c->n_inflight >= PG_CONN_MAX_INFLIGHT)
+			continue;
+		if (!best || c->n_inflight < best->n_inflight)
+			best = c;
+	}
+	return best;
+}
+
+static void pool_dispatch(struct pg_pool *pool)
+{
+	struct pg_req *req;
+	struct pg_conn *c;
+	int head_changed = 0;
+
+	while ((req = TAILQ_FIRST(&pool->queue)) && (c = pool_pick_conn(pool))) {
+		int r = conn_send(c, req);
+		if (r < 0) {
+			conn_fail(c, PQerrorMessage(c->pq));
+			continue; /* req is still queued; try another connection */
+		}
+		TAILQ_REMOVE(&pool->queue, req, entry);
+		pool->n_queued--;
+		head_changed = 1;
+		if (r > 0) {
+			/* Refused by libpq itself (e.g. bad parameters): not retriable. */
+			char msg[PG_ERRLEN];
+			err_copy(msg, sizeof msg, PQerrorMessage(c->pq));
+			req->state = REQ_DONE;
+			req_deliver(req, NULL, msg);
+			req_free(req);
+			continue;
+		}
+		req->state = REQ_SENT;
+		TAILQ_INSERT_TAIL(&c->inflight, req, entry);
+		c->n_inflight++;
+		pool->n_inflight++;
+	}
+	for (int i = 0; i < pool->nconns; i++) {
+		c = &pool->conns[i];
+		if (c->state == CONN_UP && c->n_inflight > 0)
+			conn_flush(c);
+	}
+	if (head_changed)
+		pool_arm_timeout(pool);
+}
+
+/* ---- public API ---- */
+
+struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo, int nconns)
+{
+	if (!base || !conninfo || nconns < 1 || nconns > 1000) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct pg_pool *pool = calloc(1, sizeof *pool);
+	if (!pool)
+		return NULL;
+	pool->base = base;
+	pool->nconns = nconns;
+	pool->queue_timeout_ms = PG_DEFAULT_QUEUE_TIMEOUT_MS;
+	TAILQ_INIT(&pool->queue);
+	pool->conninfo = strdup(conninfo);
+	pool->conns = calloc((size_t)nconns, sizeof *pool->conns);
+	pool->ev_kick = event_new(base, -1, 0, pool_on_kick, pool);
+	pool->ev_timeout = event_new(base, -1, 0, pool_on_timeout, pool);
+	if (!pool->conninfo || !pool->conns || !pool->ev_kick || !pool->ev_timeout)
+		goto fail;
+	for (int i = 0; i < nconns; i++) {
+		struct pg_conn *c = &pool->conns[i];
+		c->pool = pool;
+		c->id = i;
+		c->fd = -1;
+		c->backoff_ms = PG_BACKOFF_MIN_MS;
+		TAILQ_INIT(&c->inflight);
+		c->ev_retry = event_new(base, -1, 0, conn_on_retry, c);
+		if (!c->ev_retry)
+			goto fail;
+	}
+	for (int i = 0; i < nconns; i++)
+		conn_start(&pool->conns[i]);
+	return pool;
+fail:
+	pg_pool_free(pool);
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* Pending requests are dropped without their callbacks: the pool's owner is going away. */
+void pg_pool_free(struct pg_pool *pool)
+{
+	if (!pool)
+		return;
+	struct pg_req *req;
+	while ((req = TAILQ_FIRST(&pool->queue))) {
+		TAILQ_REMOVE(&pool->queue, req, entry);
+		req_free(req);
+	}
+	for (int i = 0; pool->conns && i < pool->nconns; i++) {
+		struct pg_conn *c = &pool->conns[i];
+		while ((req = TAILQ_FIRST(&c->inflight))) {
+			TAILQ_REMOVE(&c->inflight, req, entry);
+			req_free(req);
+		}
+		conn_events_free(c);
+		if (c->ev_retry)
+			event_free(c->ev_retry);
+		PQfinish(c->pq);
+	}
+	if (pool->ev_kick)
+		event_free(pool->ev_kick);
+	if (pool->ev_timeout)
+		event_free(pool->ev_timeout);
+	free(pool->conns);
+	free(pool->conninfo);
+	free(pool);
+}
+
+struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
+			const char *const *params, pg_cb cb, void *arg)
+{
+	if (!pool || !sql || nparams < 0 || nparams > PG_MAX_PARAMS || (nparams && !params)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* One allocation: the request, the parameter pointers, then the strings. */
+	size_t size = sizeof(struct pg_req) + (size_t)nparams * sizeof(char *);
+	size_t sql_len = strlen(sql) + 1;
+	size_t total = size + sql_len;
+	for (int i = 0; i < nparams; i++) {
+		size_t n = params[i] ? strlen(params[i]) + 1 : 0;
+		if (total > SIZE_MAX - n) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		total += n;
+	}
+	struct pg_req *req = malloc(total);
+	if (!req)
+		return NULL;
+	memset(req, 0, sizeof *req);
+	req->pool = pool;
+	req->cb = cb;
+	req->arg = arg;
+	req->nparams = nparams;
+	req->params = (const char **)(void *)(req + 1);
+	char *p = (char *)req + size;
+	memcpy(p, sql, sql_len);
+	req->sql = p;
+	p += sql_len;
+	for (int i = 0; i < nparams; i++) {
+		if (!params[i]) {
+			req->params[i] = NULL;
+			continue;
+		}
+		size_t n = strlen(params[i]) + 1;
+		memcpy(p, params[i], n);
+		req->params[i] = p;
+		p += n;
+	}
+	req->state = REQ_QUEUED;
+	req->deadline_ms = now_ms() + pool->queue_timeout_ms;
+	int was_empty = TAILQ_EMPTY(&pool->queue);
+	TAILQ_INSERT_TAIL(&pool->queue, req, entry);
+	pool->n_queued++;
+	if (was_empty)
+		pool_arm_timeout(pool);
+	pool_kick(pool);
+	return req;
+}
+
+void pg_req_cancel(struct pg_req *req)
+{
+	if (!req)
+		return;
+	req->cb = NULL;
+	if (req->state == REQ_QUEUED) {
+		struct pg_pool *pool = req->pool;
+		int was_head = TAILQ_FIRST(&pool->queue) == req;
+		TAILQ_REMOVE(&pool->queue, req, entry);
+		pool->n_queued--;
+		req_free(req);
+		if (was_head)
+			pool_arm_timeout(pool);
+	}
+	/* In flight: the slot stays until its results are read, then the request is freed. */
+}
+
+int pg_pool_connected(const struct pg_pool *pool) { return pool->n_connected; }
+int pg_pool_queued(const struct pg_pool *pool) { return pool->n_queued; }
+int pg_pool_in_flight(const struct pg_pool *pool) { return pool->n_inflight; }
+
+void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms)
+{
+	if (ms < 0)
+		ms = 0;
+	/* Deadlines of already queued requests move too, keeping the queue ordered. */
+	int delta = ms - pool->queue_timeout_ms;
+	pool->queue_timeout_ms = ms;
+	struct pg_req *req;
+	for (req = TAILQ_FIRST(&pool->queue); req; req = TAILQ_NEXT(req, entry))
+		req->deadline_ms += delta;
+	pool_arm_timeout(pool);
+}
