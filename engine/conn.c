@@ -3,6 +3,7 @@
  * Also the bounds that protect the server: per-address counts, stanza limits (xml.c),
  * unauthenticated and idle timeouts, whitespace keepalives, slow readers. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,15 +410,18 @@ static void conn_starttls(struct conn *c)
 	static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	evbuffer_add(out, proceed, sizeof proceed - 1);
-	/* Flush the plain bytes ourselves: the TLS layer takes the socket right after. */
+	/* Flush the plain bytes ourselves: the TLS layer takes the socket right after.  A
+	 * bufferevent freezes the start of its output buffer; this one is about to go. */
+	evbuffer_unfreeze(out, 1);
 	while (evbuffer_get_length(out) > 0) {
 		int n = evbuffer_write(out, c->fd);
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		if (n >= 0 || errno == EINTR)
+			continue;
+		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+		if (errno != EAGAIN || poll(&pfd, 1, 1000) != 1) {
 			conn_free(c);
 			return;
 		}
-		if (n < 0)
-			usleep(1000); /* a few bytes into an empty socket buffer: never long */
 	}
 	bufferevent_free(c->bev); /* not CLOSE_ON_FREE: the fd stays open */
 	c->bev = NULL;

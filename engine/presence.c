@@ -444,7 +444,9 @@ static void subscription_outbound(struct resource *res, struct xml_node *p, cons
 		xml_free(p); /* to the server or to oneself: nothing to subscribe to */
 		return;
 	}
-	unsigned act = apply_transition(u, contact, event_for(type, true), NULL);
+	/* type points into p's attributes: done with it before p is re-addressed below. */
+	enum sub_event outbound = event_for(type, true), inbound = event_for(type, false);
+	unsigned act = apply_transition(u, contact, outbound, NULL);
 	if (act & SUB_ACT_SEND_PRESENCE) {
 		struct user *cu = user_find_loaded(to->local);
 		if (cu)
@@ -468,7 +470,7 @@ static void subscription_outbound(struct resource *res, struct xml_node *p, cons
 	xml_set_attr(p, "from", u->bare);
 	xml_set_attr(p, "to", contact);
 	sc->p = p;
-	sc->inbound = event_for(type, false);
+	sc->inbound = inbound;
 	snprintf(sc->from_bare, sizeof sc->from_bare, "%s", u->bare);
 	user_with(to->local, contact_ready, sc);
 }

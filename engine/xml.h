@@ -40,7 +40,8 @@ struct xml_node *xml_new_child(struct xml_node *parent, const char *name);
 struct xml_node *xml_new_child_ns(struct xml_node *parent, const char *name, const char *ns);
 /* Append text to an element (creates or extends a trailing text node). */
 int xml_add_text(struct xml_node *elem, const char *text, size_t len);
-/* Set (replace) an attribute; value NULL removes it. */
+/* Set (replace) an attribute; value NULL removes it.  Invalidates every pointer that
+ * xml_get_attr() returned for this element. */
 int xml_set_attr(struct xml_node *elem, const char *name, const char *value);
 void xml_remove(struct xml_node *child); /* unlink from its parent (does not free) */
 void xml_free(struct xml_node *node);    /* frees the node and its subtree; NULL is fine */
