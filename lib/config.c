@@ -43,6 +43,18 @@ static const struct ini_directive config_table[] = {
 	{"srm", "engine_health_interval", INI_MS, F(engine_health_interval_ms), 50, BIG, ""},
 	{"srm", "critical_service_down_delay", INI_MS, F(critical_service_down_delay_ms), 0, BIG,
 	 "Critical Service Down Delay"},
+	{"peer", "peer_address", INI_STR, F(peer_address), 0, 0, "peer's host:port"},
+	{"peer", "listen", INI_STR, F(peer_listen), 0, 0, "host:port for the peer"},
+	{"peer", "node_name", INI_STR, F(peer_node_name), 0, 0, "peer certificate name"},
+	{"peer", "tls_ca", INI_STR, F(peer_tls_ca), 0, 0, "group CA (PEM)"},
+	{"peer", "tls_cert", INI_STR, F(peer_tls_cert), 0, 0, "node certificate (PEM)"},
+	{"peer", "tls_key", INI_STR, F(peer_tls_key), 0, 0, "node key (PEM)"},
+	{"peer", "heartbeat_interval", INI_MS, F(peer_heartbeat_interval_ms), 10, 3600000,
+	 "Heart Beat Interval"},
+	{"peer", "connect_timeout", INI_MS, F(peer_connect_timeout_ms), 100, 3600000,
+	 "Connect Timeout"},
+	{"peer", "dead_timeout", INI_MS, F(peer_dead_timeout_ms), 20, 7200000,
+	 "silence before Peer Down"},
 	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -76,6 +88,9 @@ void config_defaults(struct duet_config *cfg)
 	cfg->scram_iterations = 4096;
 	cfg->engine_health_interval_ms = 500;
 	cfg->critical_service_down_delay_ms = 0;
+	cfg->peer_heartbeat_interval_ms = 100;
+	cfg->peer_connect_timeout_ms = 2000;
+	cfg->peer_dead_timeout_ms = 1000;
 }
 
 int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen)
@@ -86,5 +101,10 @@ int config_load(struct duet_config *cfg, const char *path, char *err, size_t err
 	if (!cfg->control_socket[0])
 		snprintf(cfg->control_socket, sizeof cfg->control_socket, "%.400s/srmd.sock",
 			 cfg->run_dir);
+	if (cfg->peer_dead_timeout_ms < 2 * cfg->peer_heartbeat_interval_ms) {
+		snprintf(err, errlen, "%s: [peer] dead_timeout must be at least twice "
+			 "heartbeat_interval", path);
+		return -1;
+	}
 	return 0;
 }

@@ -49,6 +49,17 @@ struct duet_config {
 	char control_socket[CFG_PATH]; /* srmctl socket; default run_dir/srmd.sock */
 	long engine_health_interval_ms;
 	long critical_service_down_delay_ms; /* Critical Service Down Delay */
+
+	/* [peer] — srmd's tcp peer link (heartbeat/peer_link.h, docs/peer-protocol.md) */
+	char peer_address[CFG_NAME];   /* host:port of the peer's listener; empty = no peer */
+	char peer_listen[CFG_NAME];    /* host:port we accept the peer on; empty = do not listen */
+	char peer_node_name[CFG_NAME]; /* name the peer's certificate must carry (SAN/CN) */
+	char peer_tls_ca[CFG_PATH];    /* the group CA */
+	char peer_tls_cert[CFG_PATH];  /* this node's certificate */
+	char peer_tls_key[CFG_PATH];
+	long peer_heartbeat_interval_ms; /* Heart Beat Interval */
+	long peer_connect_timeout_ms;    /* Connect Timeout */
+	long peer_dead_timeout_ms;
 };
 
 /* Fill cfg with defaults, then read path.  0 on success, -1 with err set. */

@@ -1,0 +1,468 @@
+/* The control socket server (see ctl_server.h, docs/srmctl-protocol.md). */
+#include "ha/ctl_server.h"
+
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CTL_MAX_CONNS 64
+#define CTL_MAX_TABLES 8
+#define CTL_IO_TIMEOUT_S 10
+
+struct ctl_conn {
+	TAILQ_ENTRY(ctl_conn) entry;
+	struct ctl_server *srv;
+	struct bufferevent *bev;   /* NULL once the client is gone */
+	struct evbuffer *body;
+	uid_t uid;
+	pid_t pid;
+	int json;
+	int busy;                  /* a command runs and has not replied yet */
+	int replied;
+	void (*cancel)(void *arg);
+	void *cancel_arg;
+};
+TAILQ_HEAD(ctl_conn_list, ctl_conn);
+
+struct ctl_server {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	void *ctx;
+	const struct ctl_command *tables[CTL_MAX_TABLES];
+	int ntables;
+	struct ctl_conn_list conns;
+	int nconns;
+};
+
+void *ctl_conn_ctx(const struct ctl_conn *c) { return c->srv->ctx; }
+int ctl_conn_json(const struct ctl_conn *c) { return c->json; }
+uid_t ctl_conn_uid(const struct ctl_conn *c) { return c->uid; }
+pid_t ctl_conn_pid(const struct ctl_conn *c) { return c->pid; }
+
+void ctl_conn_set_cancel(struct ctl_conn *c, void (*cancel)(void *arg), void *arg)
+{
+	c->cancel = cancel;
+	c->cancel_arg = arg;
+}
+
+static void conn_free(struct ctl_conn *c)
+{
+	TAILQ_REMOVE(&c->srv->conns, c, entry);
+	c->srv->nconns--;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	evbuffer_free(c->body);
+	free(c);
+}
+
+void ctl_body_printf(struct ctl_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(c->body, fmt, ap);
+	va_end(ap);
+}
+
+void ctl_body_json_string(struct ctl_conn *c, const char *s)
+{
+	evbuffer_add(c->body, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(c->body, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(c->body, "\\u%04x", *p);
+		else
+			evbuffer_add(c->body, p, 1);
+	}
+	evbuffer_add(c->body, "\"", 1);
+}
+
+/* Once the response is flushed, the connection is done. */
+static void conn_on_write(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+	if (c->replied && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_free(c);
+}
+
+/* Status line, the body with "." lines escaped, the terminating ".". */
+static void conn_send(struct ctl_conn *c, const char *status)
+{
+	c->busy = 0;
+	c->replied = 1;
+	c->cancel = NULL;
+	if (!c->bev) {
+		conn_free(c);
+		return;
+	}
+	struct evbuffer *out = evbuffer_new();
+	if (!out) {
+		conn_free(c);
+		return;
+	}
+	evbuffer_add_printf(out, "%s\n", status);
+	size_t len = evbuffer_get_length(c->body);
+	const char *p = len ? (const char *)evbuffer_pullup(c->body, -1) : "";
+	const char *end = p + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (n > 0 && p[0] == '.')
+			evbuffer_add(out, ".", 1);
+		evbuffer_add(out, p, n);
+		evbuffer_add(out, "\n", 1);
+		p += n + (nl ? 1 : 0);
+	}
+	evbuffer_add(out, ".\n", 2);
+	bufferevent_write_buffer(c->bev, out);
+	evbuffer_free(out);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void ctl_reply_ok(struct ctl_conn *c)
+{
+	if (!c->replied)
+		conn_send(c, "ok");
+}
+
+void ctl_reply_error(struct ctl_conn *c, const char *code, const char *fmt, ...)
+{
+	if (c->replied)
+		return;
+	char msg[1024], status[1100];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	for (char *m = msg; *m; m++)
+		if ((unsigned char)*m < 0x20 || (unsigned char)*m == 0x7f)
+			*m = ' ';
+	snprintf(status, sizeof status, "error %s %s", code, msg);
+	log_info("ctl: uid %u pid %ld: error %s: %s", (unsigned)c->uid, (long)c->pid, code, msg);
+	conn_send(c, status);
+}
+
+/* The entry whose words are the longest prefix of fields; *nwords gets their count. */
+static const struct ctl_command *command_find(const struct ctl_server *s, char **fields,
+					      int nfields, int *nwords)
+{
+	const struct ctl_command *best = NULL;
+	int best_n = 0;
+	for (int t = 0; t < s->ntables; t++) {
+		for (const struct ctl_command *cmd = s->tables[t]; cmd->name; cmd++) {
+			int n = 0, i = 0;
+			const char *w = cmd->name;
+			while (*w && i < nfields) {
+				size_t wl = strcspn(w, " ");
+				if (strlen(fields[i]) != wl || strncmp(fields[i], w, wl) != 0)
+					break;
+				i++;
+				w += wl;
+				while (*w == ' ')
+					w++;
+			}
+			if (*w)
+				continue;
+			n = i;
+			if (n > best_n) {
+				best = cmd;
+				best_n = n;
+			}
+		}
+	}
+	*nwords = best_n;
+	return best;
+}
+
+static void conn_dispatch(struct ctl_conn *c, char *line)
+{
+	char *fields[CTL_MAX_FIELDS];
+	int nfields = 0;
+	for (char *p = line;;) {
+		if (nfields == CTL_MAX_FIELDS) {
+			ctl_reply_error(c, "usage", "too many fields");
+			return;
+		}
+		fields[nfields++] = p;
+		char *tab = strchr(p, '\t');
+		if (!tab)
+			break;
+		*tab = '\0';
+		p = tab + 1;
+	}
+	if (strcmp(fields[0], CTL_PROTOCOL_VERSION) != 0) {
+		ctl_reply_error(c, "version", "unsupported protocol version (this srmd speaks %s)",
+				CTL_PROTOCOL_VERSION);
+		return;
+	}
+	int i = 1;
+	for (; i < nfields && strncmp(fields[i], "--", 2) == 0; i++) {
+		if (strcmp(fields[i], "--json") == 0) {
+			c->json = 1;
+		} else {
+			ctl_reply_error(c, "usage", "unknown option %.40s", fields[i]);
+			return;
+		}
+	}
+	if (i == nfields || !fields[i][0]) {
+		ctl_reply_error(c, "usage", "no command");
+		return;
+	}
+	int nwords;
+	const struct ctl_command *cmd = command_find(c->srv, fields + i, nfields - i, &nwords);
+	if (!cmd) {
+		ctl_reply_error(c, "unknown-command", "unknown command: %.40s", fields[i]);
+		return;
+	}
+	int argc = nfields - i - nwords;
+	char **argv = fields + i + nwords;
+	if (argc < cmd->min_args || argc > cmd->max_args) {
+		ctl_reply_error(c, "usage", "usage: %s%s%s", cmd->name, *cmd->args ? " " : "",
+				cmd->args);
+		return;
+	}
+	if (c->json && !cmd->json) {
+		ctl_reply_error(c, "usage", "%s has no --json output", cmd->name);
+		return;
+	}
+	log_info("ctl: uid %u pid %ld: %s", (unsigned)c->uid, (long)c->pid, cmd->name);
+	c->busy = 1;
+	cmd->exec(c, argc, argv);
+}
+
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len;
+	char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	if (!line) {
+		if (evbuffer_get_length(in) > CTL_MAX_REQUEST) {
+			bufferevent_disable(bev, EV_READ);
+			ctl_reply_error(c, "too-long", "request longer than %d bytes",
+					CTL_MAX_REQUEST);
+		}
+		return;
+	}
+	/* One request per connection. */
+	bufferevent_disable(bev, EV_READ);
+	if (len > CTL_MAX_REQUEST)
+		ctl_reply_error(c, "too-long", "request longer than %d bytes", CTL_MAX_REQUEST);
+	else if (strlen(line) != len)
+		ctl_reply_error(c, "malformed", "NUL byte in request");
+	else
+		conn_dispatch(c, line);
+	/* The line may hold a password. */
+	explicit_bzero(line, len);
+	free(line);
+}
+
+static void conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_conn *c = arg;
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+		return;
+	if (what & BEV_EVENT_TIMEOUT)
+		log_info("ctl: uid %u pid %ld: timed out", (unsigned)c->uid, (long)c->pid);
+	if (c->busy) {
+		/* The command still runs (a database write should finish); reply into the void. */
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		return;
+	}
+	conn_free(c);
+}
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+			     struct sockaddr *sa, int salen, void *arg)
+{
+	struct ctl_server *s = arg;
+	struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
+	socklen_t clen = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		log_warn("ctl: SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	if (s->nconns >= CTL_MAX_CONNS) {
+		static const char busy[] = "error busy too many control connections\n.\n";
+		log_warnx("ctl: too many connections, refusing uid %u pid %ld", (unsigned)cred.uid,
+			  (long)cred.pid);
+		/* Best effort on a fresh socket: the short answer fits its empty buffer. */
+		if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("ctl: could not tell the refused client");
+		close(fd);
+		return;
+	}
+	struct ctl_conn *c = calloc(1, sizeof *c);
+	if (!c || !(c->body = evbuffer_new()) ||
+	    !(c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
+		log_warnx("ctl: out of memory");
+		if (c && c->body)
+			evbuffer_free(c->body);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	TAILQ_INSERT_TAIL(&s->conns, c, entry);
+	s->nconns++;
+	struct timeval tv = {CTL_IO_TIMEOUT_S, 0};
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* The socket is 0600 already; this also guards a socket in a directory others share. */
+	if (cred.uid != 0 && cred.uid != geteuid()) {
+		bufferevent_disable(c->bev, EV_READ);
+		c->busy = 1;
+		ctl_reply_error(c, "denied", "uid %u may not use this socket", (unsigned)cred.uid);
+	}
+}
+
+/* A socket file left behind by a dead srmd is removed; one that answers is not ours. */
+static int socket_clear_stale(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+	int e = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen, "%s: another srmd is running (it answers on the socket)",
+			 path);
+		return -1;
+	}
+	if (e != ECONNREFUSED) {
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -1;
+	}
+	log_info("ctl: removing stale socket %s", path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "unlink %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int socket_listen(const char *path, char *err, size_t errlen)
+{
+	/* The run directory may not exist yet (a fresh /run): create the last component. */
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+	int e = errno;
+	umask(old);
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(rc < 0 ? e : errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct ctl_server *ctl_server_new(struct event_base *base, const char *path, void *ctx,
+				  char *err, size_t errlen)
+{
+	struct ctl_server *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (strlen(path) >= sizeof s->path || !*path) {
+		snprintf(err, errlen, "control socket path too long (max %zu bytes)",
+			 sizeof s->path - 1);
+		free(s);
+		return NULL;
+	}
+	snprintf(s->path, sizeof s->path, "%s", path);
+	s->base = base;
+	s->ctx = ctx;
+	TAILQ_INIT(&s->conns);
+	if (socket_clear_stale(path, err, errlen) < 0) {
+		free(s);
+		return NULL;
+	}
+	int fd = socket_listen(path, err, errlen);
+	if (fd < 0) {
+		free(s);
+		return NULL;
+	}
+	s->listener = evconnlistener_new(base, server_on_accept, s,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!s->listener) {
+		snprintf(err, errlen, "evconnlistener_new failed");
+		close(fd);
+		unlink(path);
+		free(s);
+		return NULL;
+	}
+	log_info("ctl: listening on %s", path);
+	return s;
+}
+
+int ctl_server_add_commands(struct ctl_server *s, const struct ctl_command *table)
+{
+	if (s->ntables == CTL_MAX_TABLES)
+		return -1;
+	s->tables[s->ntables++] = table;
+	return 0;
+}
+
+void ctl_server_free(struct ctl_server *s)
+{
+	if (!s)
+		return;
+	evconnlistener_free(s->listener);
+	struct ctl_conn *c;
+	while ((c = TAILQ_FIRST(&s->conns))) {
+		if (c->busy && c->cancel)
+			c->cancel(c->cancel_arg);
+		conn_free(c);
+	}
+	unlink(s->path);
+	free(s);
+}

@@ -1,0 +1,207 @@
+/* Wiring of srmd's single-node core (see srm.h). */
+#include "ha/srm.h"
+
+#include "ha/db_health.h"
+#include "ha/engine_child.h"
+#include "lib/log.h"
+#include "lib/pg.h"
+#include "lib/schema.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SRM_POOL_CONNS 2 /* one for health checks, one for operator commands */
+
+int srm_db_prepare(const struct duet_config *cfg, int timeout_s, char *err, size_t errlen)
+{
+	time_t deadline = time(NULL) + timeout_s;
+	PGconn *conn = NULL;
+	for (int attempt = 1;; attempt++) {
+		conn = PQconnectdb(cfg->db_conninfo);
+		if (PQstatus(conn) == CONNECTION_OK)
+			break;
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(conn));
+		msg[strcspn(msg, "\r\n")] = '\0';
+		PQfinish(conn);
+		if (time(NULL) >= deadline) {
+			snprintf(err, errlen, "database unreachable after %d s: %s", timeout_s, msg);
+			return -1;
+		}
+		log_warnx("database: connection attempt %d failed: %s; retrying", attempt, msg);
+		sleep(1);
+	}
+	int before = schema_current_version(conn, err, errlen);
+	int rc = before < 0 ? -1 : schema_migrate(conn, err, errlen);
+	if (rc == 0 && before != schema_latest_version())
+		log_info("database: schema migrated from version %d to %d", before,
+			 schema_latest_version());
+	else if (rc == 0)
+		log_info("database: schema at version %d", before);
+	PQfinish(conn);
+	return rc;
+}
+
+void srm_status_refresh(struct srm *srm)
+{
+	/* Stopping the engine on request is not a failure: keep the last state. */
+	if (srm->stopping)
+		return;
+	const char *health = engine_child_health(srm->engine);
+	enum engine_child_state st = engine_child_state(srm->engine);
+	struct node_inputs in = {
+		/* "-": said ready, first health answer still to come. */
+		.engine_ready = st == ENGINE_READY &&
+				(strcmp(health, "ok") == 0 || strcmp(health, "-") == 0 ||
+				 strcmp(health, "db-down") == 0),
+		.engine_fault = st == ENGINE_FAULT,
+		.database_up = db_health_up(srm->db) && strcmp(health, "db-down") != 0,
+	};
+	node_status_update(&srm->status, &in, time(NULL));
+}
+
+static void on_engine_change(void *arg)
+{
+	struct srm *srm = arg;
+	if (srm->db)
+		srm_status_refresh(srm);
+}
+
+static void on_db_change(void *arg) { srm_status_refresh(arg); }
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	struct srm *srm = arg;
+	engine_child_reap(srm->engine);
+}
+
+static void on_engine_stopped(void *arg)
+{
+	struct srm *srm = arg;
+	log_info("srmd: engine stopped, exiting");
+	event_base_loopbreak(srm->base);
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct srm *srm = arg;
+	if (srm->stopping) {
+		log_info("srmd: signal %d: already stopping", (int)sig);
+		return;
+	}
+	log_info("srmd: signal %d: stopping the engine", (int)sig);
+	srm->stopping = 1;
+	engine_child_stop(srm->engine, on_engine_stopped, srm);
+}
+
+/* Default engine: the presenced next to our own executable. */
+static int engine_program_default(char *out, size_t len, char *err, size_t errlen)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n < 0) {
+		snprintf(err, errlen, "readlink /proc/self/exe: %s", strerror(errno));
+		return -1;
+	}
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	if ((size_t)snprintf(out, len, "%s/presenced", slash ? self : ".") >= len) {
+		snprintf(err, errlen, "engine path too long");
+		return -1;
+	}
+	return 0;
+}
+
+int srm_start(struct srm *srm, struct event_base *base, const char *config_path, char *err,
+	      size_t errlen)
+{
+	srm->base = base;
+	srm->started = time(NULL);
+	node_status_init(&srm->status, srm->started);
+	/* The engine's cwd is ours, but an absolute path survives a later chdir in either. */
+	if (!realpath(config_path, srm->config_path)) {
+		snprintf(err, errlen, "%s: %s", config_path, strerror(errno));
+		return -1;
+	}
+	if (srm->cfg.engine_program[0])
+		snprintf(srm->engine_program, sizeof srm->engine_program, "%s",
+			 srm->cfg.engine_program);
+	else if (engine_program_default(srm->engine_program, sizeof srm->engine_program, err,
+					errlen) < 0)
+		return -1;
+
+	srm->pool = pg_pool_new(base, srm->cfg.db_conninfo, SRM_POOL_CONNS);
+	if (!srm->pool) {
+		snprintf(err, errlen, "cannot create the database pool");
+		return -1;
+	}
+	long interval = srm->cfg.engine_health_interval_ms;
+	pg_pool_set_queue_timeout(srm->pool, (int)(3 * interval > 1000 ? 3 * interval : 1000));
+
+	char errbuf[256];
+	srm->ctl = ctl_server_new(base, srm->cfg.control_socket, srm, errbuf, sizeof errbuf);
+	if (!srm->ctl) {
+		snprintf(err, errlen, "control socket: %s", errbuf);
+		return -1;
+	}
+	ctl_server_add_commands(srm->ctl, ctl_user_commands);
+	ctl_server_add_commands(srm->ctl, ctl_status_commands);
+
+	srm->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, srm);
+	srm->ev_sigterm = evsignal_new(base, SIGTERM, on_sigterm, srm);
+	srm->ev_sigint = evsignal_new(base, SIGINT, on_sigterm, srm);
+	if (!srm->ev_sigchld || !srm->ev_sigterm || !srm->ev_sigint ||
+	    evsignal_add(srm->ev_sigchld, NULL) < 0 || evsignal_add(srm->ev_sigterm, NULL) < 0 ||
+	    evsignal_add(srm->ev_sigint, NULL) < 0) {
+		snprintf(err, errlen, "cannot install signal handlers");
+		return -1;
+	}
+
+	srm->engine = engine_child_new(base, srm->engine_program, srm->config_path, interval,
+				       on_engine_change, srm);
+	if (!srm->engine) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	srm->db = db_health_new(base, srm->pool, interval, on_db_change, srm);
+	if (!srm->db) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	char serve[32];
+	snprintf(serve, sizeof serve, "%ld", srm->cfg.node_id);
+	engine_child_set_serve(srm->engine, serve);
+	log_info("srmd: node %ld (%s), domain %s, engine %s", srm->cfg.node_id,
+		 srm->cfg.node_name, srm->cfg.domain, srm->engine_program);
+	engine_child_start(srm->engine);
+	srm_status_refresh(srm);
+	return 0;
+}
+
+void srm_free(struct srm *srm)
+{
+	/* Commands first: they hold requests on the engine and the pool. */
+	ctl_server_free(srm->ctl);
+	srm->ctl = NULL;
+	db_health_free(srm->db);
+	srm->db = NULL;
+	engine_child_free(srm->engine);
+	srm->engine = NULL;
+	pg_pool_free(srm->pool);
+	srm->pool = NULL;
+	if (srm->ev_sigchld)
+		event_free(srm->ev_sigchld);
+	if (srm->ev_sigterm)
+		event_free(srm->ev_sigterm);
+	if (srm->ev_sigint)
+		event_free(srm->ev_sigint);
+	srm->ev_sigchld = srm->ev_sigterm = srm->ev_sigint = NULL;
+}

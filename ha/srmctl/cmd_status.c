@@ -1,0 +1,17 @@
+/* srmctl status. */
+#include "ha/srmctl/srmctl.h"
+
+static int exec_status(const struct srmctl_env *env, int argc, char **argv)
+{
+	if (argc != 0)
+		return srmctl_usage_error(&srmctl_status_cmds[0], "no arguments expected");
+	const char *fields[] = {"status"};
+	return srmctl_request(env, fields, 1);
+}
+
+const struct srmctl_cmd srmctl_status_cmds[] = {
+	{"status", "[--json]",
+	 "node state and reason, engine and database health, sessions, users, restarts", 1,
+	 exec_status},
+	{0, 0, 0, 0, 0},
+};

@@ -1,0 +1,107 @@
+/* srmctl user add|del|passwd|list. */
+#include "ha/srmctl/srmctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define PASSWORD_MAX 1023
+
+/* PASSWORD "-" reads it from stdin (no echo on a terminal), keeping it out of `ps`. */
+static int password_read(char *buf, size_t len)
+{
+	int tty = isatty(STDIN_FILENO);
+	struct termios old, quiet;
+	if (tty) {
+		fprintf(stderr, "Password: ");
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+		} else {
+			tty = 0;
+		}
+	}
+	char *got = fgets(buf, (int)len, stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (!got)
+		return -1;
+	size_t n = strlen(buf);
+	if (n > 0 && buf[n - 1] != '\n' && !feof(stdin))
+		return -1; /* longer than the buffer */
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int user_with_password(const struct srmctl_cmd *cmd, const struct srmctl_env *env,
+			      int argc, char **argv)
+{
+	if (argc != 2)
+		return srmctl_usage_error(cmd, "expected a JID and a password");
+	char buf[PASSWORD_MAX + 3];
+	const char *pw = argv[1];
+	if (strcmp(pw, "-") == 0) {
+		if (password_read(buf, sizeof buf) < 0) {
+			fprintf(stderr, "srmctl: no password on standard input (or longer than %d "
+					"bytes)\n",
+				PASSWORD_MAX);
+			return SRMCTL_USAGE;
+		}
+		pw = buf;
+	}
+	if (srmctl_check_field("the JID", argv[0]) < 0 ||
+	    srmctl_check_field("the password", pw) < 0)
+		return SRMCTL_USAGE;
+	if (!*pw) {
+		fprintf(stderr, "srmctl: the password must not be empty\n");
+		return SRMCTL_USAGE;
+	}
+	const char *fields[] = {"user", strchr(cmd->name, ' ') + 1, argv[0], pw};
+	int rc = srmctl_request(env, fields, 4);
+	explicit_bzero(buf, sizeof buf);
+	return rc;
+}
+
+static int exec_user_add(const struct srmctl_env *env, int argc, char **argv)
+{
+	return user_with_password(&srmctl_user_cmds[0], env, argc, argv);
+}
+
+static int exec_user_passwd(const struct srmctl_env *env, int argc, char **argv)
+{
+	return user_with_password(&srmctl_user_cmds[2], env, argc, argv);
+}
+
+static int exec_user_del(const struct srmctl_env *env, int argc, char **argv)
+{
+	if (argc != 1)
+		return srmctl_usage_error(&srmctl_user_cmds[1], "expected one JID");
+	if (srmctl_check_field("the JID", argv[0]) < 0)
+		return SRMCTL_USAGE;
+	const char *fields[] = {"user", "del", argv[0]};
+	return srmctl_request(env, fields, 3);
+}
+
+static int exec_user_list(const struct srmctl_env *env, int argc, char **argv)
+{
+	if (argc != 0)
+		return srmctl_usage_error(&srmctl_user_cmds[3], "no arguments expected");
+	const char *fields[] = {"user", "list"};
+	return srmctl_request(env, fields, 2);
+}
+
+/* The exec functions above index this table: keep the order. */
+const struct srmctl_cmd srmctl_user_cmds[] = {
+	{"user add", "JID PASSWORD", "create an account (PASSWORD - reads it from stdin)", 0,
+	 exec_user_add},
+	{"user del", "JID", "delete an account and end its sessions", 0, exec_user_del},
+	{"user passwd", "JID PASSWORD", "change a password (- reads it from stdin)", 0,
+	 exec_user_passwd},
+	{"user list", "[--json]", "list accounts with their home node", 1, exec_user_list},
+	{NULL, NULL, NULL, 0, NULL},
+};

@@ -1,0 +1,139 @@
+/* srmctl main: options, the command tables, usage. */
+#include "ha/srmctl/srmctl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SRMCTL_DEFAULT_SOCKET "/run/duet/srmd.sock"
+
+static const struct srmctl_cmd *const tables[] = {
+	srmctl_user_cmds,
+	srmctl_status_cmds,
+	srmctl_help_cmds,
+};
+#define NTABLES (sizeof tables / sizeof tables[0])
+
+static void usage_print(FILE *f)
+{
+	fprintf(f, "usage: srmctl [-s SOCKET] [--json] COMMAND [ARGS...]\n"
+		   "  -s SOCKET  srmd's control socket (default $DUET_CTL, else %s)\n"
+		   "commands:\n",
+		SRMCTL_DEFAULT_SOCKET);
+	for (size_t t = 0; t < NTABLES; t++)
+		for (const struct srmctl_cmd *c = tables[t]; c->name; c++) {
+			char synopsis[80];
+			snprintf(synopsis, sizeof synopsis, "%s%s%s", c->name, *c->args ? " " : "",
+				 c->args);
+			fprintf(f, "  %-28s %s\n", synopsis, c->help);
+		}
+	fprintf(f, "exit status: 0 ok, 1 srmd reported an error, 2 usage error, "
+		   "3 srmd unreachable\n");
+}
+
+int srmctl_usage_error(const struct srmctl_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "srmctl: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: srmctl %s%s%s\n", cmd->name, *cmd->args ? " " : "", cmd->args);
+	return SRMCTL_USAGE;
+}
+
+static int exec_help(const struct srmctl_env *env, int argc, char **argv)
+{
+	usage_print(stdout);
+	return SRMCTL_OK;
+}
+
+const struct srmctl_cmd srmctl_help_cmds[] = {
+	{"help", "", "this list", 0, exec_help},
+	{0, 0, 0, 0, 0},
+};
+
+/* The command whose words start args, longest first; *nwords gets how many it used. */
+static const struct srmctl_cmd *command_find(int argc, char **argv, int *nwords)
+{
+	const struct srmctl_cmd *best = NULL;
+	*nwords = 0;
+	for (size_t t = 0; t < NTABLES; t++)
+		for (const struct srmctl_cmd *c = tables[t]; c->name; c++) {
+			const char *w = c->name;
+			int i = 0;
+			while (*w && i < argc) {
+				size_t n = strcspn(w, " ");
+				if (strlen(argv[i]) != n || strncmp(argv[i], w, n) != 0)
+					break;
+				i++;
+				w += n + (w[n] == ' ');
+			}
+			if (!*w && i > *nwords) {
+				best = c;
+				*nwords = i;
+			}
+		}
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	struct srmctl_env env = {getenv("DUET_CTL"), 0};
+	if (!env.socket || !*env.socket)
+		env.socket = SRMCTL_DEFAULT_SOCKET;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) {
+			env.socket = argv[++i];
+		} else if (strncmp(argv[i], "-s", 2) == 0 && argv[i][2]) {
+			env.socket = argv[i] + 2;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			env.json = 1;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage_print(stdout);
+			return SRMCTL_OK;
+		} else if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else {
+			fprintf(stderr, "srmctl: unknown option %s\n", argv[i]);
+			usage_print(stderr);
+			return SRMCTL_USAGE;
+		}
+	}
+	if (i == argc) {
+		usage_print(stderr);
+		return SRMCTL_USAGE;
+	}
+	int nwords;
+	const struct srmctl_cmd *cmd = command_find(argc - i, argv + i, &nwords);
+	if (!cmd) {
+		fprintf(stderr, "srmctl: unknown command: %s%s%s\n", argv[i], i + 1 < argc ? " " : "",
+			i + 1 < argc ? argv[i + 1] : "");
+		usage_print(stderr);
+		return SRMCTL_USAGE;
+	}
+	/* Arguments after the command words; --json among them only for read commands (for
+	 * the others it is an argument, e.g. a password). */
+	int cargc = 0;
+	char **cargv = calloc((size_t)argc + 1, sizeof *cargv);
+	if (!cargv) {
+		fprintf(stderr, "srmctl: out of memory\n");
+		return SRMCTL_UNREACHABLE;
+	}
+	for (int k = i + nwords; k < argc; k++) {
+		if (cmd->json && strcmp(argv[k], "--json") == 0)
+			env.json = 1;
+		else
+			cargv[cargc++] = argv[k];
+	}
+	int rc;
+	if (env.json && !cmd->json)
+		rc = srmctl_usage_error(cmd, "--json is not available for this command");
+	else
+		rc = cmd->exec(&env, cargc, cargv);
+	free(cargv);
+	return rc;
+}

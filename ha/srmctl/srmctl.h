@@ -1,0 +1,41 @@
+/* srmctl, the operator CLI: a thin client of srmd's control socket
+ * (docs/srmctl-protocol.md).  Each command group has its own file with a table of
+ * {name, usage, exec} entries in the style of tmux's cmd-*.c and relayctl's parser.c. */
+#ifndef DUET_SRMCTL_H
+#define DUET_SRMCTL_H
+
+/* Exit codes. */
+#define SRMCTL_OK 0
+#define SRMCTL_ERROR 1       /* srmd answered "error" */
+#define SRMCTL_USAGE 2
+#define SRMCTL_UNREACHABLE 3 /* no srmd on the socket, or it broke the conversation */
+
+struct srmctl_env {
+	const char *socket;
+	int json;
+};
+
+/* args: what follows the command words.  Returns the exit code. */
+typedef int (*srmctl_exec_fn)(const struct srmctl_env *env, int argc, char **argv);
+
+struct srmctl_cmd {
+	const char *name;  /* "user add" */
+	const char *args;  /* "JID PASSWORD" */
+	const char *help;  /* one line */
+	int json;          /* accepts --json */
+	srmctl_exec_fn exec;
+};
+
+extern const struct srmctl_cmd srmctl_user_cmds[];
+extern const struct srmctl_cmd srmctl_status_cmds[];
+extern const struct srmctl_cmd srmctl_help_cmds[];
+
+/* Send the request ("1", --json if asked, then fields), print the body on stdout and an
+ * error on stderr.  Returns SRMCTL_OK, SRMCTL_ERROR or SRMCTL_UNREACHABLE. */
+int srmctl_request(const struct srmctl_env *env, const char *const *fields, int nfields);
+/* A field srmd cannot take (TAB or newline) gets a usage message; returns 0 when fine. */
+int srmctl_check_field(const char *what, const char *s);
+int srmctl_usage_error(const struct srmctl_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif
