@@ -34,7 +34,9 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_A := $(BUILD)/libduet.a
 ENGINE_A := $(BUILD)/libengine.a
 HA_A := $(BUILD)/libha.a
-BINS := $(BUILD)/bin/srmd $(BUILD)/bin/presenced $(BUILD)/bin/srmctl $(BUILD)/bin/duet-loadgen
+LOADGEN_SRC := $(wildcard contrib/loadgen/*.c)
+BINS := $(BUILD)/bin/srmd $(BUILD)/bin/presenced $(BUILD)/bin/srmctl \
+	$(if $(LOADGEN_SRC),$(BUILD)/bin/duet-loadgen)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -65,7 +67,7 @@ $(BUILD)/bin/srmd: $(call obj,ha/srmd.c) $(HA_A) $(LIB_A)
 $(BUILD)/bin/srmctl: $(call obj,$(SRMCTL_SRC)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/bin/duet-loadgen: $(call obj,$(wildcard contrib/loadgen/*.c)) $(LIB_A)
+$(BUILD)/bin/duet-loadgen: $(call obj,$(LOADGEN_SRC)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
