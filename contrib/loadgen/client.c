@@ -1,0 +1,691 @@
+/* One load-generator connection: TCP, stream, STARTTLS, SCRAM, bind, (session), presence,
+ * roster get, then per mode: close (login), exchange timestamped messages, or idle.  Each
+ * state waits for one server element; anything unexpected is a counted failure. */
+#include <errno.h>
+#include <stdarg.h>
+#include <time.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "contrib/loadgen/loadgen.h"
+#include "contrib/loadgen/sasl.h"
+#include "contrib/loadgen/xmlin.h"
+
+#define OUT_MAX (256 * 1024) /* a client that cannot write this much is stuck */
+
+enum cstate {
+	C_CONNECT, C_FEAT1, C_PROCEED, C_TLS_START, C_TLS, C_FEAT2, C_SASL, C_SUCCESS,
+	C_RESTART, C_FEAT3, C_BIND, C_SESSION, C_ROSTER, C_ONLINE, C_DEAD
+};
+
+struct client {
+	struct lg *lg;
+	int user;    /* 1-based */
+	int partner; /* message mode: the user we talk to */
+	int fd;
+	SSL *ssl;
+	struct event *rev, *wev;
+	int wev_on;
+	enum cstate state;
+	int need_session;
+	uint64_t sched; /* when this login was due (ns) */
+	struct xin xin;
+	struct sasl_scram *sasl;
+	char *out;
+	size_t out_len, out_cap;
+	struct client *lprev, *lnext; /* login-in-progress list */
+	int in_list;
+	int was_online;
+	int corked; /* inside a read batch: replies go out together at its end */
+};
+
+static const char NS_SASL[] = "urn:ietf:params:xml:ns:xmpp-sasl";
+
+static void client_free(struct client *c);
+static void client_io(evutil_socket_t fd, short what, void *arg);
+
+uint64_t lg_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int client_is_online(const struct client *c) { return c->state == C_ONLINE; }
+void client_set_partner(struct client *c, int partner_user) { c->partner = partner_user; }
+
+static void list_remove(struct client *c)
+{
+	struct lg *lg = c->lg;
+	if (!c->in_list)
+		return;
+	if (c->lprev)
+		c->lprev->lnext = c->lnext;
+	else
+		lg->login_head = c->lnext;
+	if (c->lnext)
+		c->lnext->lprev = c->lprev;
+	else
+		lg->login_tail = c->lprev;
+	c->lprev = c->lnext = NULL;
+	c->in_list = 0;
+	lg->in_login--;
+}
+
+/* Record why the client failed and mark it dead; the caller frees it once it is safe
+ * (never from inside the XML parser). */
+static void client_fail(struct client *c, const char *reason)
+{
+	if (c->state == C_DEAD)
+		return;
+	if (c->state == C_ONLINE) {
+		c->lg->dropped++;
+		char r[64];
+		snprintf(r, sizeof r, "dropped:%s", reason);
+		failures_add(&c->lg->fail, r);
+	} else {
+		failures_add(&c->lg->fail, reason);
+	}
+	if (!c->lg->cfg.quiet && c->lg->fail.total <= 5)
+		fprintf(stderr, "duet-loadgen: user %d failed: %s\n", c->user, reason);
+	c->state = C_DEAD;
+}
+
+static void wev_set(struct client *c, int on)
+{
+	if (on == c->wev_on)
+		return;
+	if (on)
+		event_add(c->wev, NULL);
+	else
+		event_del(c->wev);
+	c->wev_on = on;
+}
+
+/* Write what is buffered.  0 when done or waiting, -1 on a hard error (client failed). */
+static int client_flush(struct client *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n;
+		if (c->ssl) {
+			ERR_clear_error();
+			int r = SSL_write(c->ssl, c->out, (int)c->out_len);
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+					wev_set(c, e == SSL_ERROR_WANT_WRITE);
+					return 0;
+				}
+				client_fail(c, "tls-write");
+				return -1;
+			}
+			n = r;
+		} else {
+			n = write(c->fd, c->out, c->out_len);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EINTR) {
+					wev_set(c, 1);
+					return 0;
+				}
+				client_fail(c, "write");
+				return -1;
+			}
+		}
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+	wev_set(c, 0);
+	if (c->out_cap > 4096) { /* idle clients keep no big buffers */
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+	}
+	return 0;
+}
+
+static int client_send(struct client *c, const char *s, size_t len)
+{
+	if (c->state == C_DEAD)
+		return -1;
+	if (c->out_len + len > OUT_MAX) {
+		client_fail(c, "send-buffer-full");
+		return -1;
+	}
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 512;
+		while (cap < c->out_len + len)
+			cap *= 2;
+		char *p = realloc(c->out, cap);
+		if (!p) {
+			client_fail(c, "out-of-memory");
+			return -1;
+		}
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, s, len);
+	c->out_len += len;
+	/* While the TLS handshake runs, output waits for it. */
+	if (c->state == C_TLS || c->corked)
+		return 0;
+	return client_flush(c);
+}
+
+static int client_sendf(struct client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int client_sendf(struct client *c, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf) {
+		client_fail(c, "internal-overflow");
+		return -1;
+	}
+	return client_send(c, buf, (size_t)n);
+}
+
+static void send_stream_header(struct client *c)
+{
+	client_sendf(c,
+		     "<?xml version='1.0'?><stream:stream to='%s' version='1.0' xml:lang='en' "
+		     "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+		     c->lg->cfg.domain);
+}
+
+static void send_presence_roster(struct client *c)
+{
+	client_sendf(c, "<presence/><iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+	c->state = C_ROSTER;
+}
+
+static void login_complete(struct client *c)
+{
+	uint64_t now = lg_now_ns();
+	list_remove(c);
+	c->state = C_ONLINE;
+	c->was_online = 1;
+	if (c->sasl) {
+		sasl_scram_clear(c->sasl);
+		free(c->sasl);
+		c->sasl = NULL;
+	}
+	run_login_done(c->lg, c, now - c->sched);
+}
+
+void client_send_message(struct client *c)
+{
+	struct lg *lg = c->lg;
+	if (c->state != C_ONLINE)
+		return;
+	if (client_sendf(c,
+			 "<message to='%s%d@%s' type='chat'><body>%llu</body></message>",
+			 lg->cfg.prefix, c->partner, lg->cfg.domain,
+			 (unsigned long long)lg_now_ns()) == 0)
+		lg->msgs_sent++;
+}
+
+static void on_message(struct client *c, const struct xin_stanza *st)
+{
+	struct lg *lg = c->lg;
+	if (strcmp(st->type, "error") == 0) {
+		char r[64];
+		snprintf(r, sizeof r, "message-error:%s", st->cond[0] ? st->cond : "?");
+		failures_add(&lg->fail, r);
+		return;
+	}
+	if (st->text_len == 0)
+		return; /* not one of ours (e.g. a server notice) */
+	char *end;
+	unsigned long long sent = strtoull(st->text, &end, 10);
+	uint64_t now = lg_now_ns();
+	if (*end || sent == 0 || sent > now) {
+		failures_add(&lg->fail, "message-bad-body");
+		return;
+	}
+	lg->msgs_recv++;
+	if (lg->measuring && sent >= lg->win_start && now <= lg->win_end) {
+		lg->msgs_in_window++;
+		hist_add(&lg->msg_lat, (now - sent) / 1000);
+	}
+	if (!lg->stopping)
+		client_send_message(c);
+}
+
+static enum scram_hash pick_mech(struct client *c, unsigned offered, int *ok)
+{
+	enum lg_mech want = c->lg->cfg.mech;
+	*ok = 1;
+	if (want == LG_MECH_SHA256 || (want == LG_MECH_AUTO && (offered & XIN_MECH_SHA256))) {
+		*ok = (offered & XIN_MECH_SHA256) != 0;
+		return SCRAM_SHA256;
+	}
+	*ok = (offered & XIN_MECH_SHA1) != 0;
+	return SCRAM_SHA1;
+}
+
+static void fail_cond(struct client *c, const char *what, const struct xin_stanza *st)
+{
+	char r[64];
+	snprintf(r, sizeof r, "%s:%s", what, st->cond[0] ? st->cond : "?");
+	client_fail(c, r);
+}
+
+static int is_result(const struct xin_stanza *st, const char *id)
+{
+	return strcmp(st->name, "iq") == 0 && strcmp(st->id, id) == 0 &&
+	       strcmp(st->type, "result") == 0;
+}
+
+static int is_iq_error(const struct xin_stanza *st, const char *id)
+{
+	return strcmp(st->name, "iq") == 0 && strcmp(st->id, id) == 0 &&
+	       strcmp(st->type, "error") == 0;
+}
+
+/* One server element.  Returns 1 to stop the parser (restart or death). */
+static int on_stanza(struct client *c, const struct xin_stanza *st)
+{
+	char b64[SASL_B64_MAX];
+	const char *why;
+
+	if (strcmp(st->name, "error") == 0) {
+		fail_cond(c, "stream-error", st);
+		return 1;
+	}
+	switch (c->state) {
+	case C_FEAT1:
+		if (strcmp(st->name, "features") != 0)
+			break;
+		if (!st->starttls) {
+			client_fail(c, "no-starttls");
+			return 1;
+		}
+		client_sendf(c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+		c->state = C_PROCEED;
+		return 0;
+	case C_PROCEED:
+		if (strcmp(st->name, "proceed") == 0) {
+			c->state = C_TLS_START;
+			return 1;
+		}
+		client_fail(c, "starttls-refused");
+		return 1;
+	case C_FEAT2: {
+		if (strcmp(st->name, "features") != 0)
+			break;
+		int ok;
+		enum scram_hash h = pick_mech(c, st->mechs, &ok);
+		if (!ok) {
+			client_fail(c, "no-scram-mechanism");
+			return 1;
+		}
+		c->sasl = calloc(1, sizeof *c->sasl);
+		if (!c->sasl) {
+			client_fail(c, "out-of-memory");
+			return 1;
+		}
+		char user[96];
+		snprintf(user, sizeof user, "%s%d", c->lg->cfg.prefix, c->user);
+		if (sasl_scram_start(c->sasl, h, user, c->lg->cfg.password, b64, sizeof b64) < 0) {
+			client_fail(c, "sasl-start");
+			return 1;
+		}
+		c->lg->mech_used = scram_mech_name(h);
+		client_sendf(c, "<auth xmlns='%s' mechanism='%s'>%s</auth>", NS_SASL,
+			     scram_mech_name(h), b64);
+		c->state = C_SASL;
+		return 0;
+	}
+	case C_SASL:
+		if (strcmp(st->name, "challenge") == 0) {
+			if (sasl_scram_step(c->sasl, st->text, st->text_len, b64, sizeof b64,
+					    &why) < 0) {
+				client_fail(c, why);
+				return 1;
+			}
+			client_sendf(c, "<response xmlns='%s'>%s</response>", NS_SASL, b64);
+			c->state = C_SUCCESS;
+			return 0;
+		}
+		if (strcmp(st->name, "failure") == 0) {
+			fail_cond(c, "sasl-failure", st);
+			return 1;
+		}
+		break;
+	case C_SUCCESS:
+		if (strcmp(st->name, "success") == 0 || strcmp(st->name, "challenge") == 0) {
+			if (sasl_scram_finish(c->sasl, st->text, st->text_len) < 0) {
+				client_fail(c, "sasl-bad-server-signature");
+				return 1;
+			}
+			if (strcmp(st->name, "challenge") == 0) { /* additional data as a challenge */
+				client_sendf(c, "<response xmlns='%s'/>", NS_SASL);
+				return 0;
+			}
+			c->state = C_RESTART;
+			return 1;
+		}
+		if (strcmp(st->name, "failure") == 0) {
+			fail_cond(c, "sasl-failure", st);
+			return 1;
+		}
+		break;
+	case C_FEAT3:
+		if (strcmp(st->name, "features") != 0)
+			break;
+		if (!st->bind) {
+			client_fail(c, "no-bind");
+			return 1;
+		}
+		c->need_session = st->session && !st->session_optional;
+		client_sendf(c, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+				"</iq>");
+		c->state = C_BIND;
+		return 0;
+	case C_BIND:
+		if (is_result(st, "b")) {
+			if (c->need_session) {
+				client_sendf(c, "<iq type='set' id='s'><session "
+						"xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+				c->state = C_SESSION;
+			} else {
+				send_presence_roster(c);
+			}
+			return 0;
+		}
+		if (is_iq_error(st, "b")) {
+			fail_cond(c, "bind-error", st);
+			return 1;
+		}
+		break;
+	case C_SESSION:
+		if (is_result(st, "s")) {
+			send_presence_roster(c);
+			return 0;
+		}
+		if (is_iq_error(st, "s")) {
+			fail_cond(c, "session-error", st);
+			return 1;
+		}
+		break;
+	case C_ROSTER:
+		if (is_result(st, "r")) {
+			login_complete(c);
+			return 0;
+		}
+		if (is_iq_error(st, "r")) {
+			fail_cond(c, "roster-error", st);
+			return 1;
+		}
+		break;
+	case C_ONLINE:
+		if (strcmp(st->name, "message") == 0)
+			on_message(c, st);
+		return 0;
+	default:
+		break;
+	}
+	return 0; /* other elements (presence, pushes) are ignored */
+}
+
+static int on_xml(void *arg, enum xin_event ev, const struct xin_stanza *st)
+{
+	struct client *c = arg;
+	if (c->state == C_DEAD)
+		return 1;
+	if (ev == XIN_STREAM_CLOSE) {
+		client_fail(c, "stream-closed-by-server");
+		return 1;
+	}
+	if (ev == XIN_STREAM_OPEN)
+		return 0;
+	return on_stanza(c, st) || c->state == C_DEAD;
+}
+
+static void tls_step(struct client *c)
+{
+	ERR_clear_error();
+	int r = SSL_connect(c->ssl);
+	if (r == 1) {
+		c->state = C_FEAT2;
+		if (xin_reset(&c->xin) < 0) {
+			client_fail(c, "xml-reset");
+			return;
+		}
+		send_stream_header(c);
+		/* output queued while the handshake ran goes now */
+		client_flush(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		wev_set(c, 0);
+	else if (e == SSL_ERROR_WANT_WRITE)
+		wev_set(c, 1);
+	else
+		client_fail(c, "tls-handshake");
+}
+
+static void tls_start(struct client *c)
+{
+	c->ssl = SSL_new(c->lg->tls);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+		client_fail(c, "tls-setup");
+		return;
+	}
+	SSL_set_tlsext_host_name(c->ssl, c->lg->cfg.domain);
+	c->state = C_TLS;
+	tls_step(c);
+}
+
+/* After a feed: carry out transitions the parser asked for.  0 to keep reading. */
+static int after_feed(struct client *c)
+{
+	if (c->state == C_TLS_START) {
+		tls_start(c);
+		return 1;
+	}
+	if (c->state == C_RESTART) {
+		if (xin_reset(&c->xin) < 0) {
+			client_fail(c, "xml-reset");
+			return 1;
+		}
+		c->state = C_FEAT3;
+		send_stream_header(c);
+		return c->state == C_DEAD;
+	}
+	if (c->state == C_ONLINE && c->lg->cfg.mode == LG_LOGIN) {
+		c->corked = 0; /* the close goes out now: the client is freed next */
+		client_send(c, "</stream:stream>", 16);
+		c->state = C_DEAD; /* a clean end, not a failure */
+		return 1;
+	}
+	return c->state == C_DEAD;
+}
+
+static void client_read(struct client *c)
+{
+	char buf[16384];
+	for (;;) {
+		ssize_t n;
+		if (c->ssl) {
+			ERR_clear_error();
+			int r = SSL_read(c->ssl, buf, sizeof buf);
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+				if (e == SSL_ERROR_WANT_READ)
+					return;
+				if (e == SSL_ERROR_WANT_WRITE) {
+					wev_set(c, 1);
+					return;
+				}
+				client_fail(c, e == SSL_ERROR_ZERO_RETURN ? "closed-by-server"
+									  : "tls-read");
+				return;
+			}
+			n = r;
+		} else {
+			n = read(c->fd, buf, sizeof buf);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+			if (n <= 0) {
+				client_fail(c, n == 0 ? "closed-by-server" : "read");
+				return;
+			}
+		}
+		if (xin_feed(&c->xin, buf, (size_t)n) < 0) {
+			client_fail(c, c->xin.err ? c->xin.err : "xml");
+			return;
+		}
+		if (after_feed(c))
+			return;
+	}
+}
+
+static void client_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	(void)fd;
+
+	if (c->state == C_CONNECT) {
+		int err = 0;
+		socklen_t len = sizeof err;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+			client_fail(c, err == ECONNREFUSED ? "connect-refused" : "connect");
+		} else {
+			wev_set(c, 0);
+			c->state = C_FEAT1;
+			send_stream_header(c);
+		}
+	} else if (c->state == C_TLS) {
+		tls_step(c);
+		if (c->state == C_FEAT2)
+			client_read(c); /* data may already be buffered inside TLS */
+	} else {
+		if ((what & EV_WRITE) && client_flush(c) < 0)
+			goto out;
+		/* an SSL_read may also have wanted a write */
+		if ((what & EV_READ) || (c->ssl && c->state != C_DEAD)) {
+			c->corked = 1;
+			client_read(c);
+			c->corked = 0;
+		}
+		/* replies written during the batch, or an SSL_write that wanted a read */
+		if (c->state != C_DEAD && c->out_len && !c->wev_on)
+			client_flush(c);
+	}
+out:
+	if (c->state == C_DEAD)
+		client_free(c);
+}
+
+struct client *client_start(struct lg *lg, int user, uint64_t sched_ns)
+{
+	struct client *c = calloc(1, sizeof *c);
+	if (!c) {
+		failures_add(&lg->fail, "out-of-memory");
+		return NULL;
+	}
+	c->lg = lg;
+	c->user = user;
+	c->sched = sched_ns;
+	c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		failures_add(&lg->fail, errno == EMFILE ? "socket-emfile" : "socket");
+		free(c);
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (xin_init(&c->xin, on_xml, c) < 0) {
+		failures_add(&lg->fail, "out-of-memory");
+		close(c->fd);
+		free(c);
+		return NULL;
+	}
+	c->rev = event_new(lg->base, c->fd, EV_READ | EV_PERSIST, client_io, c);
+	c->wev = event_new(lg->base, c->fd, EV_WRITE | EV_PERSIST, client_io, c);
+	lg->open_conns++;
+	/* into the login list (arrival order = deadline order) */
+	c->in_list = 1;
+	c->lprev = lg->login_tail;
+	if (lg->login_tail)
+		lg->login_tail->lnext = c;
+	else
+		lg->login_head = c;
+	lg->login_tail = c;
+	lg->in_login++;
+	if (!c->rev || !c->wev) {
+		client_fail(c, "out-of-memory");
+		client_free(c);
+		return NULL;
+	}
+	c->state = C_CONNECT;
+	if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		client_fail(c, errno == EADDRNOTAVAIL ? "connect-no-port" : "connect");
+		client_free(c);
+		return NULL;
+	}
+	event_add(c->rev, NULL);
+	wev_set(c, 1);
+	return c;
+}
+
+static void client_free(struct client *c)
+{
+	struct lg *lg = c->lg;
+	int was_online = c->was_online;
+	list_remove(c);
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	close(c->fd);
+	xin_free(&c->xin);
+	if (c->sasl)
+		sasl_scram_clear(c->sasl);
+	free(c->sasl);
+	free(c->out);
+	lg->open_conns--;
+	run_client_gone(lg, c, c->user, was_online);
+	free(c);
+}
+
+void client_close(struct client *c)
+{
+	c->corked = 0;
+	if (c->state == C_ONLINE) {
+		client_send(c, "</stream:stream>", 16);
+		c->state = C_DEAD;
+	}
+	client_free(c);
+}
+
+void client_sweep_timeouts(struct lg *lg, uint64_t now)
+{
+	uint64_t limit = (uint64_t)(lg->cfg.login_timeout * 1e9);
+	while (lg->login_head && now - lg->login_head->sched > limit) {
+		struct client *c = lg->login_head;
+		static const char *const names[] = {
+			"connect", "features", "proceed", "tls", "tls", "features", "sasl",
+			"sasl-success", "restart", "features", "bind", "session", "roster",
+			"online", "dead"};
+		char r[64];
+		snprintf(r, sizeof r, "timeout:%s", names[c->state]);
+		client_fail(c, r);
+		client_free(c);
+	}
+}

@@ -1,0 +1,385 @@
+/* duet-loadgen main: options, arrivals at a fixed rate, the phases of each mode, stop. */
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "contrib/loadgen/creds.h"
+#include "contrib/loadgen/loadgen.h"
+
+static struct lg G;
+static struct event *arrive_ev, *tick_ev, *hard_ev, *sig_term, *sig_int;
+static int total_conns; /* messages/idle: connections to open */
+static uint64_t login_phase_end; /* messages/idle: give up waiting for logins */
+static uint64_t last_progress;
+static int finished;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: duet-loadgen [options]\n"
+		"       duet-loadgen --print-creds PASSWORD [--salt TEXT] [--iterations N]\n"
+		"  --host H             server address (127.0.0.1)\n"
+		"  --port P             client port (5222)\n"
+		"  --domain D           XMPP domain (localhost)\n"
+		"  --users N            users PREFIX1..PREFIXN exist on the server (1000)\n"
+		"  --user-prefix S      (bench)\n"
+		"  --password S         the same password for every user (bench)\n"
+		"  --connect-rate R     arrivals per second (100)\n"
+		"  --concurrency C      logins in progress at once (%d)\n"
+		"  --duration S         seconds of arrivals / message exchange / holding (10)\n"
+		"  --grace S            extra seconds before the hard stop (15)\n"
+		"  --login-timeout S    a login slower than this fails (30)\n"
+		"  --mode login|messages|idle\n"
+		"  --pairs P            message mode: users 2i-1 and 2i exchange messages (100)\n"
+		"  --inflight K         message mode: messages in flight per pair (4)\n"
+		"  --mech auto|sha1|sha256   SCRAM variant (auto: SHA-256 when offered)\n"
+		"  --json               one JSON object on stdout\n"
+		"  --quiet              no progress lines on stderr\n"
+		"Refuses more than %d connections.\n",
+		LG_MAX_CONNECTIONS, LG_MAX_CONNECTIONS);
+}
+
+static double arg_num(const char *name, const char *v, double lo, double hi)
+{
+	char *end;
+	double d = strtod(v, &end);
+	if (*v == 0 || *end || !isfinite(d) || d < lo || d > hi) {
+		fprintf(stderr, "duet-loadgen: --%s must be a number in [%g, %g]\n", name, lo, hi);
+		exit(2);
+	}
+	return d;
+}
+
+static void run_finish(void)
+{
+	if (finished)
+		return;
+	finished = 1;
+	G.stopping = 1;
+	G.measuring = 0;
+	event_base_loopbreak(G.base);
+}
+
+void run_login_done(struct lg *lg, struct client *c, uint64_t lat_ns)
+{
+	uint64_t now = lg_now_ns();
+	lg->logins_ok++;
+	if (!lg->first_ok_ns)
+		lg->first_ok_ns = now;
+	lg->last_ok_ns = now;
+	hist_add(&lg->login_lat, lat_ns / 1000);
+	lg->online++;
+	(void)c;
+}
+
+void run_client_gone(struct lg *lg, struct client *c, int user, int was_online)
+{
+	if (was_online)
+		lg->online--;
+	if (lg->clients && user >= 1 && user <= lg->nclients && lg->clients[user - 1] == c)
+		lg->clients[user - 1] = NULL;
+}
+
+static void start_one(uint64_t sched)
+{
+	int user;
+	if (G.cfg.mode == LG_LOGIN)
+		user = (int)(G.launched % (uint64_t)G.cfg.users) + 1;
+	else
+		user = (int)G.launched + 1;
+	G.launched++;
+	struct client *c = client_start(&G, user, sched);
+	if (c && G.clients) {
+		G.clients[user - 1] = c;
+		if (G.cfg.mode == LG_MESSAGES)
+			client_set_partner(c, user % 2 ? user + 1 : user - 1);
+	}
+}
+
+static void on_arrive(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t now = lg_now_ns();
+	double el = (double)(now - G.t0) / 1e9;
+	uint64_t due = (uint64_t)(el * G.cfg.rate) + 1;
+
+	if (G.cfg.mode == LG_LOGIN) {
+		uint64_t cap = (uint64_t)ceil(G.cfg.duration * G.cfg.rate);
+		if (due > cap)
+			due = cap;
+	} else if (due > (uint64_t)total_conns) {
+		due = (uint64_t)total_conns;
+	}
+	while (G.launched < due && G.in_login < G.cfg.concurrency &&
+	       G.open_conns < LG_MAX_CONNECTIONS) {
+		/* latency counts from when the login was due, so queueing here shows */
+		uint64_t sched = G.t0 + (uint64_t)((double)G.launched / G.cfg.rate * 1e9);
+		start_one(sched);
+	}
+}
+
+static void start_messages(uint64_t now)
+{
+	G.measuring = 1;
+	G.win_start = now;
+	G.win_end = now + (uint64_t)(G.cfg.duration * 1e9);
+	int pairs = 0;
+	for (int i = 0; i + 1 < G.nclients; i += 2) {
+		struct client *a = G.clients[i], *b = G.clients[i + 1];
+		if (!a || !b || !client_is_online(a) || !client_is_online(b))
+			continue;
+		pairs++;
+		for (int k = 0; k < G.cfg.inflight; k++)
+			client_send_message(a);
+	}
+	fprintf(stderr, "duet-loadgen: %d pairs online, exchanging messages for %g s\n", pairs,
+		G.cfg.duration);
+	if (pairs == 0)
+		run_finish();
+}
+
+static void progress(uint64_t now)
+{
+	if (G.cfg.quiet || now - last_progress < 1000000000u)
+		return;
+	last_progress = now;
+	fprintf(stderr,
+		"duet-loadgen: t=%.0fs launched=%llu logging-in=%d online=%d ok=%llu failed=%llu "
+		"msgs=%llu\n",
+		(double)(now - G.t0) / 1e9, (unsigned long long)G.launched, G.in_login, G.online,
+		(unsigned long long)G.logins_ok, (unsigned long long)G.fail.total,
+		(unsigned long long)G.msgs_recv);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t now = lg_now_ns();
+	client_sweep_timeouts(&G, now);
+	progress(now);
+
+	switch (G.cfg.mode) {
+	case LG_LOGIN:
+		if (now - G.t0 >= (uint64_t)(G.cfg.duration * 1e9) && G.in_login == 0 &&
+		    G.launched >= (uint64_t)ceil(G.cfg.duration * G.cfg.rate))
+			run_finish();
+		break;
+	case LG_MESSAGES:
+		if (!G.measuring && !G.stopping) {
+			int settled = G.launched == (uint64_t)total_conns && G.in_login == 0;
+			if (settled || now > login_phase_end)
+				start_messages(now);
+		} else if (G.measuring && now >= G.win_end) {
+			run_finish();
+		}
+		break;
+	case LG_IDLE:
+		if (!G.all_up_reported && G.launched == (uint64_t)total_conns && G.in_login == 0) {
+			G.all_up_reported = 1;
+			G.all_up_ns = now;
+			fprintf(stderr,
+				"duet-loadgen: all up: %d connections online, %llu failed, after %.1f s\n",
+				G.online, (unsigned long long)G.fail.total,
+				(double)(now - G.t0) / 1e9);
+			fflush(stderr);
+		}
+		if (now - G.t0 >= (uint64_t)(G.cfg.duration * 1e9))
+			run_finish();
+		break;
+	}
+}
+
+static void on_hard_stop(evutil_socket_t fd, short what, void *arg)
+{
+	fprintf(stderr, "duet-loadgen: hard time limit reached, stopping\n");
+	failures_add(&G.fail, "hard-stop");
+	run_finish();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	fprintf(stderr, "duet-loadgen: signal %d, stopping\n", (int)sig);
+	run_finish();
+}
+
+static void resolve(const char *host, int port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	char ps[16];
+	snprintf(ps, sizeof ps, "%d", port);
+	int e = getaddrinfo(host, ps, &hints, &res);
+	if (e) {
+		fprintf(stderr, "duet-loadgen: %s: %s\n", host, gai_strerror(e));
+		exit(2);
+	}
+	memcpy(&G.addr, res->ai_addr, res->ai_addrlen);
+	G.addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+}
+
+static SSL_CTX *tls_ctx_new(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	/* Bench servers use a throw-away self-signed certificate: no verification. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Every login is a full handshake, as a fresh client's would be. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	return ctx;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"host", 1, 0, 'h'},	    {"port", 1, 0, 'p'},      {"domain", 1, 0, 'd'},
+		{"users", 1, 0, 'u'},	    {"user-prefix", 1, 0, 'U'}, {"password", 1, 0, 'w'},
+		{"connect-rate", 1, 0, 'r'}, {"concurrency", 1, 0, 'c'}, {"duration", 1, 0, 't'},
+		{"grace", 1, 0, 'g'},	    {"login-timeout", 1, 0, 'T'}, {"mode", 1, 0, 'm'},
+		{"pairs", 1, 0, 'P'},	    {"inflight", 1, 0, 'k'},  {"mech", 1, 0, 'M'},
+		{"json", 0, 0, 'j'},	    {"quiet", 0, 0, 'q'},     {"print-creds", 1, 0, 'C'},
+		{"salt", 1, 0, 'S'},	    {"iterations", 1, 0, 'I'}, {"help", 0, 0, 'H'},
+		{0, 0, 0, 0}};
+	struct lg_config *c = &G.cfg;
+	const char *creds_pw = NULL, *salt = NULL;
+	unsigned iterations = 4096;
+	int o;
+
+	*c = (struct lg_config){.host = "127.0.0.1", .port = 5222, .domain = "localhost",
+				.users = 1000, .prefix = "bench", .password = "bench",
+				.rate = 100, .concurrency = LG_MAX_CONNECTIONS, .duration = 10,
+				.grace = 15, .login_timeout = 30, .mode = LG_LOGIN, .pairs = 100,
+				.inflight = 4, .mech = LG_MECH_AUTO};
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'h': c->host = optarg; break;
+		case 'p': c->port = (int)arg_num("port", optarg, 1, 65535); break;
+		case 'd': c->domain = optarg; break;
+		case 'u': c->users = (int)arg_num("users", optarg, 1, 100000000); break;
+		case 'U': c->prefix = optarg; break;
+		case 'w': c->password = optarg; break;
+		case 'r': c->rate = arg_num("connect-rate", optarg, 0.1, 1e6); break;
+		case 'c': c->concurrency = (int)arg_num("concurrency", optarg, 1, 1e9); break;
+		case 't': c->duration = arg_num("duration", optarg, 0.1, 86400); break;
+		case 'g': c->grace = arg_num("grace", optarg, 0, 3600); break;
+		case 'T': c->login_timeout = arg_num("login-timeout", optarg, 0.1, 3600); break;
+		case 'P': c->pairs = (int)arg_num("pairs", optarg, 1, LG_MAX_CONNECTIONS / 2); break;
+		case 'k': c->inflight = (int)arg_num("inflight", optarg, 1, 1000); break;
+		case 'j': c->json = 1; break;
+		case 'q': c->quiet = 1; break;
+		case 'C': creds_pw = optarg; break;
+		case 'S': salt = optarg; break;
+		case 'I': iterations = (unsigned)arg_num("iterations", optarg, 1, 10000000); break;
+		case 'm':
+			if (strcmp(optarg, "login") == 0) c->mode = LG_LOGIN;
+			else if (strcmp(optarg, "messages") == 0) c->mode = LG_MESSAGES;
+			else if (strcmp(optarg, "idle") == 0) c->mode = LG_IDLE;
+			else { usage(stderr); exit(2); }
+			break;
+		case 'M':
+			if (strcmp(optarg, "auto") == 0) c->mech = LG_MECH_AUTO;
+			else if (strcmp(optarg, "sha1") == 0) c->mech = LG_MECH_SHA1;
+			else if (strcmp(optarg, "sha256") == 0) c->mech = LG_MECH_SHA256;
+			else { usage(stderr); exit(2); }
+			break;
+		case 'H': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		exit(2);
+	}
+	if (creds_pw)
+		exit(creds_print(creds_pw, salt, iterations) == 0 ? 0 : 1);
+	if (strlen(c->prefix) > 40 || strlen(c->domain) > 200 || strlen(c->password) > 60 ||
+	    strpbrk(c->prefix, "<>&'\"@/ ") || strpbrk(c->domain, "<>&'\"@/ ")) {
+		fprintf(stderr, "duet-loadgen: prefix, domain or password too long or with "
+				"characters that need escaping\n");
+		exit(2);
+	}
+	if (c->mode == LG_MESSAGES && c->pairs * 2 > c->users) {
+		fprintf(stderr, "duet-loadgen: --pairs %d needs --users >= %d\n", c->pairs,
+			c->pairs * 2);
+		exit(2);
+	}
+	if (c->mode == LG_IDLE && c->users > LG_MAX_CONNECTIONS) {
+		fprintf(stderr, "duet-loadgen: refusing %d connections (limit %d: the open-file "
+				"limit here is 20,000)\n", c->users, LG_MAX_CONNECTIONS);
+		exit(2);
+	}
+	if (c->concurrency > LG_MAX_CONNECTIONS)
+		c->concurrency = LG_MAX_CONNECTIONS;
+}
+
+int main(int argc, char **argv)
+{
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	resolve(G.cfg.host, G.cfg.port);
+	G.tls = tls_ctx_new();
+	G.base = event_base_new();
+	if (!G.tls || !G.base) {
+		fprintf(stderr, "duet-loadgen: cannot set up TLS or the event loop\n");
+		return 1;
+	}
+	double hard = G.cfg.duration + G.cfg.grace;
+	if (G.cfg.mode != LG_LOGIN) {
+		total_conns = G.cfg.mode == LG_MESSAGES ? 2 * G.cfg.pairs : G.cfg.users;
+		G.nclients = total_conns;
+		G.clients = calloc((size_t)total_conns, sizeof *G.clients);
+		if (!G.clients)
+			return 1;
+		double login_s = total_conns / G.cfg.rate + G.cfg.login_timeout;
+		if (G.cfg.mode == LG_MESSAGES)
+			hard += login_s;
+	} else {
+		hard += G.cfg.login_timeout;
+	}
+	struct timeval ms = {0, 1000}, tick = {0, 100000};
+	struct timeval hardtv = {(time_t)hard, (long)((hard - floor(hard)) * 1e6)};
+	arrive_ev = event_new(G.base, -1, EV_PERSIST, on_arrive, NULL);
+	tick_ev = event_new(G.base, -1, EV_PERSIST, on_tick, NULL);
+	hard_ev = evtimer_new(G.base, on_hard_stop, NULL);
+	sig_term = evsignal_new(G.base, SIGTERM, on_signal, NULL);
+	sig_int = evsignal_new(G.base, SIGINT, on_signal, NULL);
+	if (!arrive_ev || !tick_ev || !hard_ev || !sig_term || !sig_int)
+		return 1;
+	event_add(arrive_ev, &ms);
+	event_add(tick_ev, &tick);
+	event_add(hard_ev, &hardtv);
+	event_add(sig_term, NULL);
+	event_add(sig_int, NULL);
+
+	G.t0 = lg_now_ns();
+	last_progress = G.t0;
+	login_phase_end = G.t0 + (uint64_t)((total_conns / G.cfg.rate + G.cfg.login_timeout) * 1e9);
+	on_arrive(-1, 0, NULL);
+	event_base_dispatch(G.base);
+
+	double elapsed = (double)(lg_now_ns() - G.t0) / 1e9;
+	report_print(&G, elapsed);
+
+	/* close what is still open, politely */
+	for (int i = 0; i < G.nclients; i++)
+		if (G.clients[i])
+			client_close(G.clients[i]);
+	while (G.login_head)
+		client_close(G.login_head);
+	event_free(arrive_ev);
+	event_free(tick_ev);
+	event_free(hard_ev);
+	event_free(sig_term);
+	event_free(sig_int);
+	free(G.clients);
+	SSL_CTX_free(G.tls);
+	event_base_free(G.base);
+	return 0;
+}
