@@ -39,7 +39,7 @@ struct conn {
 	bool tls, header_sent, authenticated, in_read, dead, overflow, binding;
 	char ip[64];
 	char stream_id[24];
-	char username[JID_PART_MAX + 1];
+	char *username;
 	int home_node, mech;
 	struct sasl_server *sasl;
 	struct pg_req *req;
@@ -335,6 +335,8 @@ static void conn_free(struct conn *c)
 	per_ip_adjust(c->ip, -1);
 	xml_stream_free(c->xs);
 	c->xs = NULL;
+	free(c->username);
+	c->username = NULL;
 	if (c->bev) {
 		if (!c->tls)
 			close(c->fd);
@@ -557,7 +559,12 @@ void conn_auth_retry(struct conn *c)
 
 void conn_auth_succeeded(struct conn *c, const char *username)
 {
-	snprintf(c->username, sizeof c->username, "%s", username);
+	free(c->username);
+	c->username = strdup(username);
+	if (!c->username) {
+		conn_stream_error(c, "resource-constraint", NULL);
+		return;
+	}
 	c->authenticated = true;
 	if (!engine_serves(c->home_node)) {
 		const char *to = server.redirect[c->home_node];

@@ -57,8 +57,8 @@ struct pg_result;
 
 /* One bound resource of a user: a session. */
 struct resource {
-	char name[JID_PART_MAX + 1];
-	char full[JID_BUF];
+	char *name; /* allocated to size: memory per session matters at 15,000 sessions */
+	char *full;
 	struct conn *conn;
 	struct user *user;
 	struct xml_node *presence; /* last available presence broadcast, NULL = unavailable */
@@ -92,8 +92,8 @@ struct user_waiter {
 };
 
 struct user {
-	char name[JID_PART_MAX + 1]; /* localpart */
-	char bare[2 * JID_PART_MAX + 2]; /* short enough that bare + "/" + resource fits */
+	char *name; /* localpart */
+	char *bare;
 	int home_node;
 	bool loaded, missing;
 	int64_t roster_ver;
@@ -107,7 +107,7 @@ struct user {
 	bool offline_flushing;
 	struct user_write *writes, *writes_tail; /* this user's database writes, in order */
 	time_t last_logout;
-	char last_status[256];
+	char *last_status; /* of the last unavailable presence, NULL if none */
 };
 
 struct engine_stats {

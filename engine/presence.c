@@ -196,16 +196,8 @@ static void apply_broadcast(struct resource *res, struct xml_node *p)
 		/* Kept for last activity (XEP-0012) when this was the last session. */
 		char *status = xml_child_text(p, "status");
 		struct user *u = res->user;
-		size_t n = status ? strlen(status) : 0;
-		if (n >= sizeof u->last_status) {
-			/* Cut on a UTF-8 character boundary: PostgreSQL rejects a broken one. */
-			n = sizeof u->last_status - 1;
-			while (n > 0 && ((unsigned char)status[n] & 0xC0) == 0x80)
-				n--;
-		}
-		memcpy(u->last_status, status ? status : "", n);
-		u->last_status[n] = '\0';
-		free(status);
+		free(u->last_status);
+		u->last_status = status;
 		directed_forget_all(res, true);
 		xml_free(p);
 	}

@@ -42,6 +42,9 @@ static void user_free(struct user *u)
 			free(v);
 		strmap_free(u->im_lock);
 	}
+	free(u->name);
+	free(u->bare);
+	free(u->last_status);
 	free(u);
 }
 
@@ -82,8 +85,7 @@ static void user_loaded(void *arg, PGresult *res, const char *errmsg)
 		if (!PQgetisnull(res, 0, 12))
 			u->last_logout = (time_t)strtoll(PQgetvalue(res, 0, 12), NULL, 10);
 		if (!PQgetisnull(res, 0, 13))
-			snprintf(u->last_status, sizeof u->last_status, "%s",
-				 PQgetvalue(res, 0, 13));
+			u->last_status = strdup(PQgetvalue(res, 0, 13));
 		if (roster_load_rows(u, res, 2) < 0)
 			u->missing = true;
 	}
@@ -135,13 +137,15 @@ void user_with(const char *username, user_cb cb, void *arg)
 		cb(arg, NULL);
 		return;
 	}
-	snprintf(u->name, sizeof u->name, "%s", username);
-	snprintf(u->bare, sizeof u->bare, "%s@%s", username, server.cfg.domain);
+	u->name = strdup(username);
+	if (u->name && asprintf(&u->bare, "%s@%s", username, server.cfg.domain) < 0)
+		u->bare = NULL;
 	u->roster = strmap_new();
 	u->im_lock = strmap_new();
 	u->refs = 1;
 	u->waiters = w;
-	if (!u->roster || !u->im_lock || strmap_put(server.users, u->name, u) < 0) {
+	if (!u->name || !u->bare || !u->roster || !u->im_lock ||
+	    strmap_put(server.users, u->name, u) < 0) {
 		u->waiters = NULL;
 		free(w);
 		user_free(u);
@@ -196,8 +200,13 @@ struct resource *session_bind(struct conn *c, struct user *u, const char *want,
 		*condition = "internal-server-error";
 		return NULL;
 	}
-	snprintf(r->name, sizeof r->name, "%s", name);
-	snprintf(r->full, sizeof r->full, "%s/%s", u->bare, name);
+	r->name = strdup(name);
+	if (!r->name || asprintf(&r->full, "%s/%s", u->bare, name) < 0) {
+		free(r->name);
+		free(r);
+		*condition = "internal-server-error";
+		return NULL;
+	}
 	r->conn = c;
 	r->user = u;
 	r->presence_tokens = (double)server.cfg.presence_change_rate;
@@ -230,6 +239,8 @@ void session_unbind(struct resource *r)
 	if (r->directed)
 		strmap_free(r->directed);
 	log_debug("session %s ended", r->full);
+	free(r->name);
+	free(r->full);
 	free(r);
 	user_release(u);
 }

@@ -90,7 +90,7 @@ void vcard_iq(struct resource *res, struct xml_node *iq, const char *owner)
 void last_store(struct user *u)
 {
 	u->last_logout = time(NULL);
-	const char *params[2] = {u->name, u->last_status};
+	const char *params[2] = {u->name, u->last_status ? u->last_status : ""};
 	user_write(u,
 		   "INSERT INTO last_activity (username, logout_at, status) VALUES ($1, now(), $2)"
 		   " ON CONFLICT (username) DO UPDATE SET logout_at = now(), status = $2",
