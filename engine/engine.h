@@ -255,6 +255,8 @@ void message_resource_gone(struct resource *r);
 void offline_store(struct user *u, struct xml_node *m); /* takes ownership */
 void offline_flush(struct resource *res);               /* deliver and delete */
 void offline_iq(struct resource *res, struct xml_node *iq); /* XEP-0013 */
+/* XEP-0013 §2.2-2.3: disco#info (count) or disco#items (headers) on the offline node. */
+void offline_disco(struct resource *res, struct xml_node *iq, bool items);
 
 /* --- iq_server.c / vcard.c --- */
 void iq_from_client(struct resource *res, struct xml_node *iq);

@@ -162,6 +162,9 @@ static void account_iq(struct resource *res, struct xml_node *iq, bool get)
 		answer(res, iq, NULL);
 	else if (!strcmp(ns, NS_BIND))
 		answer_error(res, iq, "cancel", "not-allowed");
+	else if ((!strcmp(ns, NS_DISCO_INFO) || !strcmp(ns, NS_DISCO_ITEMS)) && get &&
+		 xml_get_attr(pl, "node") && !strcmp(xml_get_attr(pl, "node"), NS_OFFLINE))
+		offline_disco(res, iq, !strcmp(ns, NS_DISCO_ITEMS));
 	else if (!strcmp(ns, NS_DISCO_INFO) && get) {
 		struct xml_node *q = xml_elem_new("query");
 		xml_set_attr(q, "xmlns", NS_DISCO_INFO);

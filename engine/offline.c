@@ -320,3 +320,62 @@ void offline_iq(struct resource *res, struct xml_node *iq)
 			     OP_DELETE, 2, params, removed);
 	free(ids);
 }
+
+/* XEP-0013 §2.2-2.3: the message count (disco#info) and headers (disco#items) on the node
+ * "http://jabber.org/protocol/offline". */
+static void disco_answered(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	struct resource *r = user_find_resource(op->u, op->resource);
+	struct xml_node *reply = NULL;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		reply = stanza_error_reply(op->iq, "wait", "internal-server-error", NULL);
+	} else {
+		struct xml_node *q = xml_elem_new("query");
+		xml_set_attr(q, "xmlns", op->mode == OP_VIEW ? NS_DISCO_ITEMS : NS_DISCO_INFO);
+		xml_set_attr(q, "node", NS_OFFLINE);
+		if (op->mode == OP_VIEW) {
+			for (int i = 0; i < PQntuples(res); i++) {
+				struct xml_node *m = xml_parse_string(PQgetvalue(res, i, 1),
+								      (size_t)PQgetlength(res, i, 1));
+				const char *from = m ? xml_get_attr(m, "from") : NULL;
+				struct xml_node *item = xml_new_child(q, "item");
+				xml_set_attr(item, "jid", op->u->bare);
+				xml_set_attr(item, "node", PQgetvalue(res, i, 0));
+				xml_set_attr(item, "name", from ? from : "");
+				xml_free(m);
+			}
+		} else {
+			struct xml_node *id = xml_new_child(q, "identity");
+			xml_set_attr(id, "category", "automation");
+			xml_set_attr(id, "type", "message-list");
+			struct xml_node *f = xml_new_child(q, "feature");
+			xml_set_attr(f, "var", NS_OFFLINE);
+			struct xml_node *x = xml_new_child_ns(q, "x", NS_DATA);
+			xml_set_attr(x, "type", "result");
+			struct xml_node *ft = xml_new_child(x, "field");
+			xml_set_attr(ft, "var", "FORM_TYPE");
+			xml_set_attr(ft, "type", "hidden");
+			struct xml_node *v = xml_new_child(ft, "value");
+			xml_add_text(v, NS_OFFLINE, strlen(NS_OFFLINE));
+			struct xml_node *n = xml_new_child(x, "field");
+			xml_set_attr(n, "var", "number_of_messages");
+			v = xml_new_child(n, "value");
+			xml_add_text(v, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+		}
+		reply = stanza_iq_result(op->iq, q);
+	}
+	if (r && r->conn && reply)
+		conn_send(r->conn, reply);
+	xml_free(reply);
+	op_free(op);
+}
+
+void offline_disco(struct resource *res, struct xml_node *iq, bool items)
+{
+	const char *params[1] = {res->user->name};
+	run_iq_query(res, iq,
+		     items ? "SELECT id, stanza FROM offline_messages WHERE username = $1 ORDER BY id"
+			   : "SELECT count(*) FROM offline_messages WHERE username = $1",
+		     items ? OP_VIEW : OP_FETCH, 1, params, disco_answered);
+}

@@ -85,8 +85,11 @@ static void send_unavailables(struct user *from, struct user *to)
 static void broadcast(struct resource *res, struct xml_node *p)
 {
 	struct user *u = res->user;
+	/* RFC 6121 §4.2.2, §4.4.2: available presence also goes back to the resource that
+	 * sent it (a user is implicitly subscribed to itself). */
+	bool echo = !xml_get_attr(p, "type");
 	for (struct resource *r = u->resources; r; r = r->next)
-		if (r != res && r->presence)
+		if (r->presence || (r == res && echo))
 			send_to_resource(r, p);
 	if (!server.cfg.availability_sharing)
 		return;

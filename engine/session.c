@@ -103,7 +103,7 @@ static void user_loaded(void *arg, PGresult *res, const char *errmsg)
 static const char load_sql[] =
 	"SELECT u.home_node, u.roster_ver, r.contact, r.name, r.subscription, r.ask_out,"
 	" r.pending_in, r.preapproved, r.visible, array_to_string(r.groups, E'\\n'), r.ver,"
-	" r.pending_in_stanza, extract(epoch from l.logout_at)::bigint, l.status"
+	" r.pending_in_stanza, floor(extract(epoch from l.logout_at))::bigint, l.status"
 	" FROM users u LEFT JOIN roster_items r ON r.username = u.username"
 	" LEFT JOIN last_activity l ON l.username = u.username WHERE u.username = $1";
 

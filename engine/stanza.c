@@ -17,7 +17,9 @@ static struct xml_node *reply_skeleton(const struct xml_node *stanza, const char
 	const char *id = xml_get_attr(stanza, "id");
 	if (from)
 		xml_set_attr(r, "to", from);
-	xml_set_attr(r, "from", to ? to : server.cfg.domain);
+	/* No 'to' means the account itself: its reply carries no 'from' (RFC 6120 §8.1.2.1). */
+	if (to)
+		xml_set_attr(r, "from", to);
 	if (id)
 		xml_set_attr(r, "id", id);
 	xml_set_attr(r, "type", type);
