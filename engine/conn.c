@@ -674,6 +674,9 @@ void conn_sweep(void)
 		}
 		if (c->phase == PH_ESTABLISHED && now - c->last_write >= ka_s)
 			conn_send_raw(c, " ", 1);
+		/* Idle sessions keep no parser: memory per connection is what bounds a node. */
+		if (c->phase == PH_ESTABLISHED && now - c->last_read >= 2)
+			xml_stream_compact(c->xs);
 	}
 }
 

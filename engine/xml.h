@@ -119,6 +119,10 @@ struct xml_stream *xml_stream_new(const struct xml_stream_limits *lim,
  * A callback must not call xml_stream_free(). */
 int xml_stream_feed(struct xml_stream *s, const char *data, size_t len);
 void xml_stream_reset(struct xml_stream *s);
+/* Between stanzas, give the expat parser and text buffer back (about 9 KiB); the next feed
+ * re-creates them.  For idle connections.  Returns 1 if memory was released.  Not from
+ * inside a callback. */
+int xml_stream_compact(struct xml_stream *s);
 void xml_stream_free(struct xml_stream *s);
 
 #endif

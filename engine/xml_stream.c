@@ -50,6 +50,11 @@ struct xml_stream {
 	int reset_pending; /* xml_stream_reset() called from a callback */
 	int in_feed;
 	struct xml_node *result; /* fragment mode: the finished tree */
+	/* Compaction (xml_stream_compact): an idle stream between stanzas gives its expat
+	 * parser back and re-creates it primed with a bare root element on the next feed. */
+	char *root_name;   /* the stream root's qualified name, for the primer */
+	int suspended;     /* parser freed between stanzas; resume before the next feed */
+	int resuming;      /* the primer's root is being parsed: no callbacks, no checks */
 };
 
 const char *xml_stream_error_condition(enum xml_stream_error err)
@@ -219,6 +224,11 @@ static enum xml_stream_error root_check(const char *name, const char **atts)
 static void root_open(struct xml_stream *s, const char *name, const char **atts)
 {
 	unsigned long long end = event_end(s);
+	if (s->resuming) {
+		s->depth = 1;
+		s->consumed = end;
+		return;
+	}
 	if (end > s->lim.max_header_bytes) {
 		stream_fail(s, XML_ERR_POLICY_VIOLATION);
 		return;
@@ -230,6 +240,12 @@ static void root_open(struct xml_stream *s, const char *name, const char **atts)
 	}
 	s->depth = 1;
 	s->consumed = end;
+	free(s->root_name);
+	s->root_name = strdup(name);
+	if (s->root_name == NULL) {
+		stream_fail(s, XML_ERR_RESOURCE);
+		return;
+	}
 	if (s->cb.stream_open != NULL)
 		s->cb.stream_open(s->arg, name, atts);
 }
@@ -418,7 +434,7 @@ static void doc_clear(struct xml_stream *s)
 	s->fed = s->tree_start = s->consumed = 0;
 	text_trim(s);
 	s->error = XML_ERR_NONE;
-	s->stopped = s->closed = s->reset_pending = 0;
+	s->stopped = s->closed = s->reset_pending = s->suspended = s->resuming = 0;
 }
 
 /* XML_Parse returned an error: ours (we stopped it) or expat's own. */
@@ -471,6 +487,33 @@ struct xml_stream *xml_stream_new(const struct xml_stream_limits *lim,
 	return s;
 }
 
+/* A fresh parser, taken back inside the stream root by a primer element of the same
+ * name (the parser is not namespace-aware, so the name is all the context it needs). */
+static int stream_resume(struct xml_stream *s)
+{
+	size_t n = strlen(s->root_name);
+	char *primer = malloc(n + 3);
+	if (primer == NULL) {
+		stream_fail(s, XML_ERR_RESOURCE);
+		return -1;
+	}
+	primer[0] = '<';
+	memcpy(primer + 1, s->root_name, n);
+	memcpy(primer + 1 + n, ">", 2);
+	s->suspended = 0;
+	s->resuming = 1;
+	s->depth = 0;
+	s->fed = n + 2;
+	int ok = XML_Parse(s->parser, primer, (int)(n + 2), XML_FALSE) == XML_STATUS_OK;
+	s->resuming = 0;
+	free(primer);
+	if (!ok || s->depth != 1) {
+		stream_fail(s, XML_ERR_RESOURCE);
+		return -1;
+	}
+	return 0;
+}
+
 int xml_stream_feed(struct xml_stream *s, const char *data, size_t len)
 {
 	if (s->in_feed || s->error != XML_ERR_NONE)
@@ -481,6 +524,8 @@ int xml_stream_feed(struct xml_stream *s, const char *data, size_t len)
 		stream_fail(s, XML_ERR_RESOURCE);
 		return -1;
 	}
+	if (s->suspended && stream_resume(s) < 0)
+		return -1;
 	s->in_feed = 1;
 	while (len > 0 && !s->stopped) {
 		size_t n = len < FEED_CHUNK ? len : FEED_CHUNK;
@@ -497,6 +542,20 @@ int xml_stream_feed(struct xml_stream *s, const char *data, size_t len)
 	if (s->reset_pending)
 		doc_clear(s); /* the rest of this call's bytes are dropped with the parser */
 	return rc;
+}
+
+int xml_stream_compact(struct xml_stream *s)
+{
+	if (s->in_feed || s->suspended || s->parser == NULL || s->fragment || s->stopped ||
+	    s->depth != 1 || s->tree != NULL || s->consumed != s->fed || s->root_name == NULL)
+		return 0;
+	XML_ParserFree(s->parser);
+	s->parser = NULL;
+	free(s->text);
+	s->text = NULL;
+	s->text_cap = s->text_len = 0;
+	s->suspended = 1;
+	return 1;
 }
 
 void xml_stream_reset(struct xml_stream *s)
@@ -516,6 +575,7 @@ void xml_stream_free(struct xml_stream *s)
 		return;
 	doc_clear(s);
 	free(s->text);
+	free(s->root_name);
 	free(s);
 }
 

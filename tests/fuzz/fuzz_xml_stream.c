@@ -156,6 +156,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		p += n;
 		left -= n;
+		/* Compaction between feeds must be invisible (bit 3 of the first byte). */
+		if (data[0] & 8)
+			xml_stream_compact(st.s);
 	}
 	xml_stream_free(st.s);
 	return 0;

@@ -752,6 +752,44 @@ static void test_child_text_and_attrs(void **state)
 	assert_string_equal(xml_stream_error_condition(XML_ERR_RESOURCE), "resource-constraint");
 }
 
+/* An idle stream gives its parser back between stanzas and resumes transparently: same
+ * stanzas, same limits, the close still recognised. */
+static void test_compact_and_resume(void **state)
+{
+	(void)state;
+	struct rec *r = rec_new();
+	assert_int_equal(xml_stream_compact(r->s), 0); /* before the header: nothing to do */
+	assert_int_equal(feed_str(r, STREAM_HEADER), 0);
+	assert_int_equal(feed_str(r, "<message><body>one</body></message>"), 0);
+	assert_int_equal(xml_stream_compact(r->s), 1);
+	assert_int_equal(xml_stream_compact(r->s), 0); /* already compact */
+	const char *two = "<message><body>two &amp; more</body></message>";
+	for (size_t i = 0; two[i]; i++)
+		assert_int_equal(xml_stream_feed(r->s, two + i, 1), 0);
+	assert_int_equal(r->nstanzas, 2);
+	assert_string_equal(r->stanzas[1], "<message><body>two &amp; more</body></message>");
+	/* mid-stanza: the parser holds state and must stay */
+	assert_int_equal(feed_str(r, "<presence><sta"), 0);
+	assert_int_equal(xml_stream_compact(r->s), 0);
+	assert_int_equal(feed_str(r, "tus>x</status></presence>"), 0);
+	assert_int_equal(r->nstanzas, 3);
+	assert_int_equal(xml_stream_compact(r->s), 1);
+	/* limits hold after a resume */
+	char *big = stanza_of_size(1025);
+	assert_int_equal(feed_str(r, big), -1);
+	assert_int_equal(r->err, XML_ERR_POLICY_VIOLATION);
+	free(big);
+	rec_free(r);
+
+	r = rec_new();
+	assert_int_equal(feed_str(r, STREAM_HEADER), 0);
+	assert_int_equal(xml_stream_compact(r->s), 1);
+	assert_int_equal(feed_str(r, "</stream:stream>"), 0);
+	assert_int_equal(r->closes, 1);
+	assert_int_equal(r->opens, 1); /* the primer is not a second stream */
+	rec_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -774,6 +812,7 @@ int main(void)
 		cmocka_unit_test(test_ns_and_find),
 		cmocka_unit_test(test_copy_equal),
 		cmocka_unit_test(test_child_text_and_attrs),
+		cmocka_unit_test(test_compact_and_resume),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
