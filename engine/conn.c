@@ -3,6 +3,7 @@
  * Also the bounds that protect the server: per-address counts, stanza limits (xml.c),
  * unauthenticated and idle timeouts, whitespace keepalives, slow readers. */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -654,6 +655,8 @@ static void xs_stanza(void *arg, struct xml_node *st)
 
 void conn_sweep(void)
 {
+	static time_t last_trim;
+	int compacted = 0;
 	time_t now = time(NULL);
 	long auth_s = server.cfg.auth_timeout_ms / 1000, idle_s = server.cfg.idle_timeout_ms / 1000;
 	long ka_s = server.cfg.keepalive_ms / 1000;
@@ -676,7 +679,13 @@ void conn_sweep(void)
 			conn_send_raw(c, " ", 1);
 		/* Idle sessions keep no parser: memory per connection is what bounds a node. */
 		if (c->phase == PH_ESTABLISHED && now - c->last_read >= 2)
-			xml_stream_compact(c->xs);
+			compacted += xml_stream_compact(c->xs);
+	}
+	/* Give the pages of freed parsers back to the system now and then: without this the
+	 * heap keeps the high-water mark of a login wave. */
+	if (compacted && now - last_trim >= 10) {
+		malloc_trim(0);
+		last_trim = now;
 	}
 }
 

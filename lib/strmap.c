@@ -28,18 +28,11 @@ static uint32_t hash_str(const char *s)
 	return h;
 }
 
+/* Slots are allocated at the first insert: most per-user maps (an empty roster, no IM
+ * locks) never get one, and there are as many of them as sessions. */
 struct strmap *strmap_new(void)
 {
-	struct strmap *m = calloc(1, sizeof *m);
-	if (!m)
-		return NULL;
-	m->cap = 16;
-	m->slots = calloc(m->cap, sizeof *m->slots);
-	if (!m->slots) {
-		free(m);
-		return NULL;
-	}
-	return m;
+	return calloc(1, sizeof(struct strmap));
 }
 
 void strmap_free(struct strmap *m)
@@ -55,6 +48,8 @@ void strmap_free(struct strmap *m)
 
 static struct slot *find(const struct strmap *m, const char *key, uint32_t h)
 {
+	if (m->cap == 0)
+		return NULL;
 	size_t mask = m->cap - 1;
 	for (size_t i = h & mask;; i = (i + 1) & mask) {
 		struct slot *s = &m->slots[i];
@@ -73,7 +68,8 @@ void *strmap_get(const struct strmap *m, const char *key)
 
 static int grow(struct strmap *m)
 {
-	size_t ncap = m->count * 4 > m->cap ? m->cap * 2 : m->cap; /* else just purge tombstones */
+	size_t ncap = m->cap == 0 ? 8 : m->count * 4 > m->cap ? m->cap * 2 : m->cap;
+	/* (an unchanged capacity just purges tombstones) */
 	struct slot *ns = calloc(ncap, sizeof *ns);
 	if (!ns)
 		return -1;
