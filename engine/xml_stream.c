@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/mman.h>
+
 #include <expat.h>
 
 #include "engine/xml.h"
@@ -55,7 +57,121 @@ struct xml_stream {
 	char *root_name;   /* the stream root's qualified name, for the primer */
 	int suspended;     /* parser freed between stanzas; resume before the next feed */
 	int resuming;      /* the primer's root is being parsed: no callbacks, no checks */
+	struct parser_arena *arena; /* where this stream's expat parser lives */
 };
+
+/* ---- A private arena for each stream's expat parser ----
+ * A connection's parser (about 9 KiB) is created at login and given back when the stream
+ * idles (xml_stream_compact).  From the general heap those blocks leave holes between the
+ * long-lived TLS objects of other connections; from a page-aligned block of its own the
+ * whole parser goes back to the kernel at once.  Expat's allocator hooks take no context,
+ * so the arena in use is set around every expat call (the engine is single-threaded; a
+ * nested call, e.g. xml_parse_string from a stanza callback, saves and restores it).
+ * Allocations that do not fit (a parser buffer grown by a big stanza) use malloc. */
+#define ARENA_BYTES 16384
+#define ARENA_ALIGN 16
+
+struct parser_arena {
+	size_t used;
+	_Alignas(ARENA_ALIGN) unsigned char mem[ARENA_BYTES - ARENA_ALIGN];
+};
+
+struct arena_block {
+	size_t size;
+	_Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+static struct parser_arena *arena_current;
+
+static size_t arena_round(size_t n) { return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+static int arena_owns(const struct parser_arena *a, const void *p)
+{
+	return a && (const unsigned char *)p >= a->mem &&
+	       (const unsigned char *)p < a->mem + sizeof a->mem;
+}
+
+static struct arena_block *arena_block_of(void *p)
+{
+	return (struct arena_block *)((unsigned char *)p - offsetof(struct arena_block, data));
+}
+
+static void *arena_malloc(size_t n)
+{
+	struct parser_arena *a = arena_current;
+	size_t need = sizeof(struct arena_block) + arena_round(n);
+	if (!a || n > sizeof a->mem || a->used + need > sizeof a->mem)
+		return malloc(n);
+	struct arena_block *b = (struct arena_block *)(a->mem + a->used);
+	b->size = n;
+	a->used += need;
+	return b->data;
+}
+
+/* Only the most recent block is really given back; the rest goes with the arena. */
+static void arena_free(void *p)
+{
+	struct parser_arena *a = arena_current;
+	if (!p)
+		return;
+	if (!arena_owns(a, p)) {
+		free(p);
+		return;
+	}
+	struct arena_block *b = arena_block_of(p);
+	if (b->data + arena_round(b->size) == a->mem + a->used)
+		a->used = (size_t)((unsigned char *)b - a->mem);
+}
+
+static void *arena_realloc(void *p, size_t n)
+{
+	struct parser_arena *a = arena_current;
+	if (!p)
+		return arena_malloc(n);
+	if (!arena_owns(a, p))
+		return realloc(p, n);
+	struct arena_block *b = arena_block_of(p);
+	size_t start = (size_t)(b->data - a->mem);
+	if (b->data + arena_round(b->size) == a->mem + a->used && start + n <= sizeof a->mem) {
+		b->size = n; /* the last block grows or shrinks in place */
+		a->used = start + arena_round(n);
+		return p;
+	}
+	void *q = arena_malloc(n);
+	if (q) {
+		memcpy(q, p, b->size < n ? b->size : n);
+		arena_free(p);
+	}
+	return q;
+}
+
+static const XML_Memory_Handling_Suite arena_suite = {arena_malloc, arena_realloc, arena_free};
+
+static struct parser_arena *arena_new(void)
+{
+	void *m = mmap(NULL, sizeof(struct parser_arena), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	struct parser_arena *a = m;
+	a->used = 0;
+	return a;
+}
+
+static void arena_delete(struct parser_arena *a)
+{
+	if (a)
+		munmap(a, sizeof *a);
+}
+
+/* Run an expat call with s's arena current. */
+#define WITH_ARENA(s, call)                                                                 \
+	do {                                                                                \
+		struct parser_arena *saved_arena_ = arena_current;                          \
+		arena_current = (s)->arena;                                                 \
+		call;                                                                       \
+		arena_current = saved_arena_;                                               \
+	} while (0)
 
 const char *xml_stream_error_condition(enum xml_stream_error err)
 {
@@ -401,11 +517,26 @@ static void XMLCALL on_skipped_entity(void *ud, const XML_Char *name, int is_par
 	stream_fail(ud, XML_ERR_RESTRICTED_XML);
 }
 
+static void parser_free(struct xml_stream *s)
+{
+	if (s->parser != NULL)
+		WITH_ARENA(s, XML_ParserFree(s->parser));
+	s->parser = NULL;
+	arena_delete(s->arena);
+	s->arena = NULL;
+}
+
 static int parser_start(struct xml_stream *s)
 {
-	XML_Parser p = XML_ParserCreate("UTF-8");
-	if (p == NULL)
+	/* One-shot fragments (xml_parse_string) stay on the ordinary heap. */
+	s->arena = s->fragment ? NULL : arena_new();
+	XML_Parser p;
+	WITH_ARENA(s, p = XML_ParserCreate_MM("UTF-8", &arena_suite, NULL));
+	if (p == NULL) {
+		arena_delete(s->arena);
+		s->arena = NULL;
 		return -1;
+	}
 	XML_SetUserData(p, s);
 	XML_SetElementHandler(p, on_start, on_end);
 	XML_SetCharacterDataHandler(p, on_text);
@@ -423,9 +554,7 @@ static int parser_start(struct xml_stream *s)
 /* Drop the current document: parser, partial stanza, positions and error state. */
 static void doc_clear(struct xml_stream *s)
 {
-	if (s->parser != NULL)
-		XML_ParserFree(s->parser);
-	s->parser = NULL;
+	parser_free(s);
 	xml_free(s->tree);
 	s->tree = s->cur = NULL;
 	xml_free(s->result);
@@ -504,7 +633,8 @@ static int stream_resume(struct xml_stream *s)
 	s->resuming = 1;
 	s->depth = 0;
 	s->fed = n + 2;
-	int ok = XML_Parse(s->parser, primer, (int)(n + 2), XML_FALSE) == XML_STATUS_OK;
+	int ok;
+	WITH_ARENA(s, ok = XML_Parse(s->parser, primer, (int)(n + 2), XML_FALSE) == XML_STATUS_OK);
 	s->resuming = 0;
 	free(primer);
 	if (!ok || s->depth != 1) {
@@ -530,7 +660,9 @@ int xml_stream_feed(struct xml_stream *s, const char *data, size_t len)
 	while (len > 0 && !s->stopped) {
 		size_t n = len < FEED_CHUNK ? len : FEED_CHUNK;
 		s->fed += n;
-		if (XML_Parse(s->parser, data, (int)n, XML_FALSE) == XML_STATUS_ERROR)
+		enum XML_Status st;
+		WITH_ARENA(s, st = XML_Parse(s->parser, data, (int)n, XML_FALSE));
+		if (st == XML_STATUS_ERROR)
 			parse_failed(s);
 		else
 			limits_check(s);
@@ -549,8 +681,7 @@ int xml_stream_compact(struct xml_stream *s)
 	if (s->in_feed || s->suspended || s->parser == NULL || s->fragment || s->stopped ||
 	    s->depth != 1 || s->tree != NULL || s->consumed != s->fed || s->root_name == NULL)
 		return 0;
-	XML_ParserFree(s->parser);
-	s->parser = NULL;
+	parser_free(s);
 	free(s->text);
 	s->text = NULL;
 	s->text_cap = s->text_len = 0;
@@ -594,7 +725,9 @@ struct xml_node *xml_parse_string(const char *str, size_t len)
 	for (;;) {
 		size_t n = len < FEED_CHUNK ? len : FEED_CHUNK;
 		int final = n == len;
-		if (XML_Parse(s.parser, str, (int)n, final) == XML_STATUS_ERROR) {
+		enum XML_Status st;
+		WITH_ARENA(&s, st = XML_Parse(s.parser, str, (int)n, final));
+		if (st == XML_STATUS_ERROR) {
 			parse_failed(&s);
 			break;
 		}
