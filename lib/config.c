@@ -55,6 +55,30 @@ static const struct ini_directive config_table[] = {
 	 "Connect Timeout"},
 	{"peer", "dead_timeout", INI_MS, F(peer_dead_timeout_ms), 20, 7200000,
 	 "silence before Peer Down"},
+	{"peer", "client_address", INI_STR, F(peer_client_address), 0, 0,
+	 "peer's XMPP host:port for see-other-host"},
+	{"ha", "automatic_fallback", INI_BOOL, F(ha_automatic_fallback), 0, 1,
+	 "Enable Automatic Fallback"},
+	{"ha", "automatic_fallback_delay", INI_MS, F(ha_automatic_fallback_delay_ms), 0, BIG,
+	 "delay before an automatic fallback"},
+	{"ha", "relogin_lower_limit", INI_MS, F(ha_relogin_lower_ms), 0, BIG,
+	 "Client Re-Login Lower Limit"},
+	{"ha", "relogin_upper_limit", INI_MS, F(ha_relogin_upper_ms), 0, BIG,
+	 "Client Re-Login Upper Limit"},
+	{"ha", "user_assignment_mode", INI_STR, F(ha_user_assignment_mode), 0, 0,
+	 "balanced, active-standby or none"},
+	{"ha", "step_timeout", INI_MS, F(ha_step_timeout_ms), 100, BIG,
+	 "timeout of a coordinated step"},
+	{"ha", "init_timeout", INI_MS, F(ha_init_timeout_ms), 100, BIG,
+	 "Initializing: wait to see the peer"},
+	{"ha", "catchup_timeout", INI_MS, F(ha_catchup_timeout_ms), 100, BIG,
+	 "wait for replication to catch up"},
+	{"route", "listen", INI_STR, F(route_listen), 0, 0, "host:port for the peer engine"},
+	{"route", "peer_address", INI_STR, F(route_peer_address), 0, 0, "peer engine host:port"},
+	{"route", "dead_timeout", INI_MS, F(route_dead_timeout_ms), 100, 3600000,
+	 "silence before the route link is closed"},
+	{"route", "standalone_serve", INI_STR, F(route_standalone_serve), 0, 0,
+	 "home nodes served without srmd"},
 	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -87,10 +111,19 @@ void config_defaults(struct duet_config *cfg)
 	cfg->max_offline_per_user = 1000;
 	cfg->scram_iterations = 4096;
 	cfg->engine_health_interval_ms = 500;
-	cfg->critical_service_down_delay_ms = 0;
+	cfg->critical_service_down_delay_ms = 90000; /* the manual's default */
 	cfg->peer_heartbeat_interval_ms = 100;
 	cfg->peer_connect_timeout_ms = 2000;
 	cfg->peer_dead_timeout_ms = 1000;
+	cfg->ha_automatic_fallback = 0;
+	cfg->ha_automatic_fallback_delay_ms = 30 * 60000;
+	cfg->ha_relogin_lower_ms = 90000;  /* = Critical Service Down Delay (inventory A.1.4) */
+	cfg->ha_relogin_upper_ms = 120000;
+	snprintf(cfg->ha_user_assignment_mode, sizeof cfg->ha_user_assignment_mode, "balanced");
+	cfg->ha_step_timeout_ms = 30000;
+	cfg->ha_init_timeout_ms = 10000;
+	cfg->ha_catchup_timeout_ms = 60000;
+	cfg->route_dead_timeout_ms = 3000;
 }
 
 int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen)
@@ -104,6 +137,18 @@ int config_load(struct duet_config *cfg, const char *path, char *err, size_t err
 	if (cfg->peer_dead_timeout_ms < 2 * cfg->peer_heartbeat_interval_ms) {
 		snprintf(err, errlen, "%s: [peer] dead_timeout must be at least twice "
 			 "heartbeat_interval", path);
+		return -1;
+	}
+	if (strcmp(cfg->ha_user_assignment_mode, "balanced") != 0 &&
+	    strcmp(cfg->ha_user_assignment_mode, "active-standby") != 0 &&
+	    strcmp(cfg->ha_user_assignment_mode, "none") != 0) {
+		snprintf(err, errlen, "%s: [ha] user_assignment_mode must be balanced, "
+			 "active-standby or none", path);
+		return -1;
+	}
+	if (cfg->ha_relogin_upper_ms < cfg->ha_relogin_lower_ms) {
+		snprintf(err, errlen, "%s: [ha] relogin_upper_limit must not be below "
+			 "relogin_lower_limit", path);
 		return -1;
 	}
 	return 0;

@@ -60,6 +60,25 @@ struct duet_config {
 	long peer_heartbeat_interval_ms; /* Heart Beat Interval */
 	long peer_connect_timeout_ms;    /* Connect Timeout */
 	long peer_dead_timeout_ms;
+	char peer_client_address[CFG_NAME]; /* host:port of the peer's XMPP port (see-other-host);
+					     * empty = the peer's [node] name + our XMPP port */
+
+	/* [ha] — the pair's state machine (ha/ha_fsm.h, docs/state-machine.md) */
+	int ha_automatic_fallback;           /* Enable Automatic Fallback */
+	long ha_automatic_fallback_delay_ms;
+	long ha_relogin_lower_ms;            /* Client Re-Login Lower Limit */
+	long ha_relogin_upper_ms;            /* Client Re-Login Upper Limit */
+	char ha_user_assignment_mode[32];    /* balanced, active-standby, none */
+	long ha_step_timeout_ms;             /* a coordinated step's timeout */
+	long ha_init_timeout_ms;             /* Initializing waits this long to see the peer */
+	long ha_catchup_timeout_ms;          /* wait for replication (start-up, take-back) */
+
+	/* [route] — presenced's route link to the peer engine (docs/route-protocol.md); TLS
+	 * files and the peer's certificate name come from [peer] */
+	char route_listen[CFG_NAME];       /* host:port we accept the peer engine on */
+	char route_peer_address[CFG_NAME]; /* host:port of the peer engine's listener */
+	long route_dead_timeout_ms;        /* silence after which the route link is closed */
+	char route_standalone_serve[CFG_NAME]; /* without srmd: home nodes served ("1,2") */
 };
 
 /* Fill cfg with defaults, then read path.  0 on success, -1 with err set. */
