@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/sasl.h"
 #include "lib/base64.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/strmap.h"
@@ -144,20 +145,19 @@ static void creds_loaded(void *arg, PGresult *res, const char *errmsg)
 		memset(&creds, 0, sizeof creds);
 		creds.hash = PQgetvalue(res, 0, 5)[0] == '1' ? SCRAM_SHA1 : SCRAM_SHA256;
 		creds.key_len = scram_hash_len(creds.hash);
-		const char *salt = PQgetvalue(res, 0, 0);
-		size_t slen = strlen(salt) / 2;
-		if (slen <= sizeof creds.salt && strlen(PQgetvalue(res, 0, 2)) == creds.key_len * 2 &&
-		    strlen(PQgetvalue(res, 0, 3)) == creds.key_len * 2) {
-			creds.salt_len = slen;
-			for (size_t i = 0; i < slen; i++)
-				sscanf(salt + 2 * i, "%2hhx", &creds.salt[i]);
-			for (size_t i = 0; i < creds.key_len; i++) {
-				sscanf(PQgetvalue(res, 0, 2) + 2 * i, "%2hhx", &creds.stored_key[i]);
-				sscanf(PQgetvalue(res, 0, 3) + 2 * i, "%2hhx", &creds.server_key[i]);
-			}
+		long salt = hex_decode(PQgetvalue(res, 0, 0), creds.salt, sizeof creds.salt);
+		if (salt > 0 &&
+		    hex_decode(PQgetvalue(res, 0, 2), creds.stored_key, creds.key_len) ==
+			    (long)creds.key_len &&
+		    hex_decode(PQgetvalue(res, 0, 3), creds.server_key, creds.key_len) ==
+			    (long)creds.key_len) {
+			creds.salt_len = (size_t)salt;
 			creds.iterations = (unsigned)atoi(PQgetvalue(res, 0, 1));
 			home = atoi(PQgetvalue(res, 0, 4));
 			cp = &creds;
+		} else {
+			log_warnx("auth: stored credentials of %s are malformed",
+				  sasl_server_username(s));
 		}
 	}
 	conn_set_home(c, home);
