@@ -114,7 +114,8 @@ fuzz: fuzz-build
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --suppress=missingIncludeSystem -I. lib engine ha heartbeat replication
-	shellcheck contrib/install-deps contrib/local-group contrib/demo tests/run .ci/run
+	shellcheck contrib/install-deps contrib/local-group contrib/demo contrib/bench/run \
+	  tests/run tests/lib/pg.sh .ci/run tests/integration/*.sh
 
 clean:
 	rm -rf build

@@ -90,8 +90,10 @@ int schema_migrate(PGconn *conn, char *err, size_t errlen)
 			 " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
 			 err, errlen);
 	int v = rc < 0 ? -1 : schema_current_version(conn, err, errlen);
-	if (v < 0)
+	if (v < 0) {
 		rc = -1;
+		v = N_MIGRATIONS; /* nothing to apply */
+	}
 	for (int i = v; rc == 0 && i < N_MIGRATIONS; i++) {
 		char mark[96];
 		snprintf(mark, sizeof mark, "INSERT INTO schema_version (version) VALUES (%d)",
