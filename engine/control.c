@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/strmap.h"
@@ -79,8 +80,9 @@ static long rss_kb(void)
 
 static void cmd_stats(void)
 {
-	char per_node[256] = "";
+	char per_node[256] = "", route[256];
 	size_t off = 0;
+	route_stats(route, sizeof route);
 	for (int n = 1; n <= MAX_HOME_NODES; n++) {
 		long c = session_count_home(n);
 		if (c && off < sizeof per_node)
@@ -89,14 +91,14 @@ static void cmd_stats(void)
 	}
 	ctl_printf("stats sessions=%ld connections=%ld users=%zu logins=%llu login_failures=%llu"
 		   " messages=%llu offline_stored=%llu offline_delivered=%llu rss_kb=%ld"
-		   " db_connected=%d%s",
+		   " db_connected=%d%s %s",
 		   server.nsessions, server.nconns, strmap_count(server.users),
 		   (unsigned long long)server.stats.logins,
 		   (unsigned long long)server.stats.login_failures,
 		   (unsigned long long)server.stats.messages,
 		   (unsigned long long)server.stats.offline_stored,
 		   (unsigned long long)server.stats.offline_delivered, rss_kb(),
-		   pg_pool_connected(server.db), per_node);
+		   pg_pool_connected(server.db), per_node, route);
 }
 
 /* Release home node n: every session of it ends with see-other-host (or system-shutdown),
@@ -163,6 +165,7 @@ static void cmd_serve(char *arg)
 		if (was && !next[n])
 			release_home_node(n, server.redirect[n], 0);
 	}
+	route_serve_changed(); /* pair hook: tell the peer engine */
 	ctl_printf("serve ok");
 }
 
@@ -171,6 +174,7 @@ static void kick_user(const char *bare, long *count)
 	struct jid j;
 	if (jid_parse(bare, &j) < 0 || !j.local[0])
 		return;
+	route_home_forget(j.local); /* pair hook: its home node may have changed */
 	struct user *u = user_find_loaded(j.local);
 	if (!u)
 		return;
@@ -224,6 +228,7 @@ static void ctl_line(char *line)
 		long count = session_count_home(n);
 		server.serve[n] = false;
 		release_home_node(n, strcmp(argv[2], "-") ? argv[2] : NULL, window);
+		route_serve_changed(); /* pair hook: tell the peer engine */
 		ctl_printf("release ok %ld", count);
 	} else if (!strcmp(cmd, "throttle") && argc == 2) {
 		server.login_rate = atof(argv[1]);

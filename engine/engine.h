@@ -204,6 +204,9 @@ void route_from_client(struct resource *from, struct xml_node *stanza);
 /* Deliver a stanza addressed to a local user's JID (bare or full) from anywhere.
  * Takes ownership. */
 void route_to_local(const struct jid *to, struct xml_node *stanza);
+/* The same, on this node only (no route link decision): what route_to_local does for a
+ * user served here, and what the route link does with stanzas it receives. */
+void route_deliver_local(const struct jid *to, struct xml_node *stanza);
 bool domain_is_local(const char *domain);
 
 /* --- stanza.c --- */
@@ -243,6 +246,9 @@ void subscription_cancel_all(struct user *u, struct roster_item *it);
 void presence_tick(void); /* flushes throttled presence updates */
 void presence_from_client(struct resource *res, struct xml_node *p);
 void presence_to_local(const struct jid *to, struct xml_node *p);
+/* A subscription stanza (from/to set) for the contact's side, received over the route
+ * link: the inbound half of RFC 6121 §3, never forwarded again.  Takes ownership. */
+void presence_subscription_in(const struct jid *to, struct xml_node *p);
 /* A resource is going away: send unavailable to everyone who saw it. */
 void presence_resource_gone(struct resource *r);
 

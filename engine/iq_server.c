@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 
@@ -285,7 +286,8 @@ void iq_from_client(struct resource *res, struct xml_node *iq)
 		if (r && r->conn) {
 			conn_send(r->conn, iq);
 			xml_free(iq);
-		} else {
+		} else if (!route_intercept(&j, iq)) {
+			/* (pair hook: a resource on the peer engine gets it over the route link) */
 			answer_error(res, iq, "cancel", "service-unavailable");
 		}
 		return;

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "engine/sasl.h"
 #include "lib/log.h"
 #include "lib/pg.h"
@@ -71,6 +72,28 @@ static void check_schema(void)
 			fatalx("schema: %s", err);
 	}
 	PQfinish(db);
+}
+
+/* Without srmd: serve our own node, or the [route] standalone_serve list ("1,2"). */
+static int standalone_serve(const char *list)
+{
+	if (!*list) {
+		server.serve[server.cfg.node_id] = true;
+		return 0;
+	}
+	char buf[CFG_NAME];
+	snprintf(buf, sizeof buf, "%s", list);
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+		long n = strtol(tok, &end, 10);
+		if (*end || n < 1 || n > MAX_HOME_NODES) {
+			log_warnx("config: [route] standalone_serve: bad home node '%s'", tok);
+			return -1;
+		}
+		server.serve[n] = true;
+	}
+	return 0;
 }
 
 static void usage(void)
@@ -132,10 +155,12 @@ int main(int argc, char **argv)
 	if (server.cfg.xmpps_listen[0] && server.ssl_ctx &&
 	    !listener_open(server.cfg.xmpps_listen, true))
 		return 1;
-	if (standalone)
-		server.serve[server.cfg.node_id] = true;
-	else
+	if (standalone && standalone_serve(server.cfg.route_standalone_serve) < 0)
+		return 2;
+	if (!standalone)
 		control_open(control_fd);
+	if (route_link_start() < 0) /* the route link to the peer engine, if configured */
+		return 2;
 
 	struct timeval one = {1, 0}, fast = {0, 100000};
 	struct event *t1 = event_new(server.base, -1, EV_PERSIST, tick_second, NULL);

@@ -83,11 +83,12 @@ void offline_store(struct user *u, struct xml_node *m)
 	char max[32];
 	snprintf(max, sizeof max, "%ld", server.cfg.max_offline_per_user);
 	const char *params[3] = {u->name, text, max};
-	if (!pg_query(server.db,
-		      "INSERT INTO offline_messages (username, stanza) SELECT $1, $2"
-		      " WHERE (SELECT count(*) FROM offline_messages WHERE username = $1) < $3::int",
-		      3, params, inserted, op))
-		op_free(op);
+	/* Through the user's ordered queue: two inserts on two pool connections could commit
+	 * (and take their ids) in the wrong order, and flushing is by id. */
+	user_query(u,
+		   "INSERT INTO offline_messages (username, stanza) SELECT $1, $2"
+		   " WHERE (SELECT count(*) FROM offline_messages WHERE username = $1) < $3::int",
+		   3, params, inserted, op);
 }
 
 static struct resource *first_target(struct user *u)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
 
@@ -80,6 +81,51 @@ static void send_unavailables(struct user *from, struct user *to)
 	}
 }
 
+/* The same two for a contact named by bare JID, who may be here or (pair hook) on the
+ * peer engine. */
+static void presences_to_contact(struct user *from, const char *to_bare, bool available)
+{
+	struct jid j;
+	if (jid_parse(to_bare, &j) < 0 || !domain_is_local(j.domain))
+		return;
+	struct user *to = user_find_loaded(j.local);
+	if (to && available)
+		share_presences(from, to);
+	else if (to)
+		send_unavailables(from, to);
+	if (!route_contact_remote(j.local))
+		return;
+	for (struct resource *r = from->resources; r; r = r->next) {
+		if (!r->presence)
+			continue;
+		struct xml_node *p = available ? xml_copy(r->presence) : unavailable_from(r->full);
+		if (p) {
+			xml_set_attr(p, "from", r->full);
+			route_send_presence(p, &to_bare, 1);
+		}
+		xml_free(p);
+	}
+}
+
+/* A growing list of contact bare JIDs (pointers into roster items) for the route link. */
+struct bare_list {
+	const char **v;
+	size_t n, cap;
+};
+
+static void bare_list_add(struct bare_list *l, const char *bare)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		const char **v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = bare;
+}
+
 /* p goes to every subscriber (FROM/BOTH) that is online, and to the user's own other
  * available resources. */
 static void broadcast(struct resource *res, struct xml_node *p)
@@ -93,6 +139,7 @@ static void broadcast(struct resource *res, struct xml_node *p)
 			send_to_resource(r, p);
 	if (!server.cfg.availability_sharing)
 		return;
+	struct bare_list remote = {0};
 	void *v;
 	for (size_t i = 0; strmap_next(u->roster, &i, NULL, &v);) {
 		struct roster_item *it = v;
@@ -104,7 +151,11 @@ static void broadcast(struct resource *res, struct xml_node *p)
 		struct user *cu = user_find_loaded(j.local);
 		if (cu)
 			send_to_available(cu, p);
+		if (route_contact_remote(j.local)) /* pair hook: the peer fans it out */
+			bare_list_add(&remote, it->contact);
 	}
+	route_send_presence(p, remote.v, remote.n);
+	free(remote.v);
 }
 
 /* Initial presence: what the user sees of contacts (probe answers) and own resources. */
@@ -123,6 +174,7 @@ static void answer_probes(struct resource *res)
 	}
 	if (!server.cfg.availability_sharing)
 		return;
+	struct bare_list remote = {0};
 	void *v;
 	for (size_t i = 0; strmap_next(u->roster, &i, NULL, &v);) {
 		struct roster_item *it = v;
@@ -131,6 +183,8 @@ static void answer_probes(struct resource *res)
 		struct jid j;
 		if (jid_parse(it->contact, &j) < 0)
 			continue;
+		if (domain_is_local(j.domain) && route_contact_remote(j.local))
+			bare_list_add(&remote, it->contact); /* pair hook: probed on the peer */
 		struct user *cu = user_find_loaded(j.local);
 		for (struct resource *r = cu ? cu->resources : NULL; r; r = r->next) {
 			if (!r->presence)
@@ -143,6 +197,8 @@ static void answer_probes(struct resource *res)
 			xml_free(copy);
 		}
 	}
+	route_send_probe(res->full, remote.v, remote.n);
+	free(remote.v);
 }
 
 /* Subscription requests that arrived while the user was away (RFC 6121 §3.1.3). */
@@ -172,7 +228,7 @@ static void directed_forget_all(struct resource *res, bool send_unavailable)
 			struct xml_node *p = unavailable_from(res->full);
 			if (p) {
 				xml_set_attr(p, "to", k);
-				presence_to_local(&j, p);
+				route_to_local(&j, p); /* the contact may be on the peer engine */
 			}
 		}
 		strmap_del(res->directed, k);
@@ -280,6 +336,7 @@ static void broadcast_from_client(struct resource *res, struct xml_node *p)
 
 struct sub_ctx {
 	struct xml_node *p;      /* the stanza as the contact receives it */
+	bool from_link;          /* came over the route link: never forwarded back */
 	enum sub_event inbound;
 	char from_bare[JID_BUF]; /* the user */
 	char from_local[JID_PART_MAX + 1];
@@ -341,7 +398,8 @@ struct reply_ctx {
 static void reply_ready(void *arg, struct user *u)
 {
 	struct reply_ctx *rc = arg;
-	if (u)
+	/* Pair hook: the contact's side runs on the peer engine when it serves the contact. */
+	if (u && !route_subscription_remote(u, rc->p))
 		subscription_inbound(u, rc->from_bare, rc->ev, rc->p);
 	xml_free(rc->p);
 	free(rc);
@@ -398,12 +456,11 @@ static void subscription_inbound(struct user *cu, const char *from_bare, enum su
 	struct user *fu = jid_parse(from_bare, &j) == 0 ? user_find_loaded(j.local) : NULL;
 	if (act & SUB_ACT_AUTO_SUBSCRIBED) {
 		send_subscription(cu->bare, from_bare, "subscribed");
-		if (fu)
-			share_presences(cu, fu);
+		presences_to_contact(cu, from_bare, true);
 	}
 	/* The user stopped watching us, or we lost sight of the contact: presence ends. */
-	if (fu && ev == SUB_IN_UNSUBSCRIBE && (act & SUB_ACT_STORE))
-		send_unavailables(cu, fu);
+	if (ev == SUB_IN_UNSUBSCRIBE && (act & SUB_ACT_STORE))
+		presences_to_contact(cu, from_bare, false);
 	if (fu && ev == SUB_IN_UNSUBSCRIBED && (act & SUB_ACT_STORE))
 		send_unavailables(fu, cu);
 }
@@ -421,11 +478,30 @@ static void contact_ready(void *arg, struct user *cu)
 						  "unsubscribed");
 			}
 		}
-	} else {
+	} else if (sc->from_link || !route_subscription_remote(cu, sc->p)) {
+		/* (pair hook: otherwise the peer engine serving the contact got it) */
 		subscription_inbound(cu, sc->from_bare, sc->inbound, sc->p);
 	}
 	xml_free(sc->p);
 	free(sc);
+}
+
+void presence_subscription_in(const struct jid *to, struct xml_node *p)
+{
+	const char *from = xml_get_attr(p, "from"), *type = xml_get_attr(p, "type");
+	struct jid fj;
+	struct sub_ctx *sc = NULL;
+	if (!to->local[0] || !from || !type || jid_parse(from, &fj) < 0 || !fj.local[0] ||
+	    !(sc = calloc(1, sizeof *sc))) {
+		xml_free(p);
+		return;
+	}
+	sc->inbound = event_for(type, false);
+	sc->from_link = true;
+	jid_bare(&fj, sc->from_bare, sizeof sc->from_bare);
+	xml_set_attr(p, "from", sc->from_bare);
+	sc->p = p;
+	user_with(to->local, contact_ready, sc);
 }
 
 /* The user's server side, then hand over to the contact's side. */
@@ -442,16 +518,10 @@ static void subscription_outbound(struct resource *res, struct xml_node *p, cons
 	/* type points into p's attributes: done with it before p is re-addressed below. */
 	enum sub_event outbound = event_for(type, true), inbound = event_for(type, false);
 	unsigned act = apply_transition(u, contact, outbound, NULL);
-	if (act & SUB_ACT_SEND_PRESENCE) {
-		struct user *cu = user_find_loaded(to->local);
-		if (cu)
-			share_presences(u, cu);
-	}
-	if (act & SUB_ACT_SEND_UNAVAILABLE) {
-		struct user *cu = user_find_loaded(to->local);
-		if (cu)
-			send_unavailables(u, cu);
-	}
+	if (act & SUB_ACT_SEND_PRESENCE)
+		presences_to_contact(u, contact, true);
+	if (act & SUB_ACT_SEND_UNAVAILABLE)
+		presences_to_contact(u, contact, false);
 	if (!(act & SUB_ACT_ROUTE)) {
 		xml_free(p);
 		return;
@@ -477,10 +547,8 @@ void subscription_cancel_all(struct user *u, struct roster_item *it)
 		send_subscription(u->bare, it->contact, "unsubscribe");
 	if (it->st.sub == SUB_FROM || it->st.sub == SUB_BOTH || it->st.pending_in)
 		send_subscription(u->bare, it->contact, "unsubscribed");
-	struct jid j;
-	struct user *cu = jid_parse(it->contact, &j) == 0 ? user_find_loaded(j.local) : NULL;
-	if (cu && sub_contact_sees_user(it->st))
-		send_unavailables(u, cu);
+	if (sub_contact_sees_user(it->st))
+		presences_to_contact(u, it->contact, false);
 }
 
 /* ---- entry points ---- */
@@ -550,4 +618,9 @@ void presence_resource_gone(struct resource *r)
 	} else {
 		directed_forget_all(r, true);
 	}
+	bool online = false;
+	for (struct resource *o = r->user->resources; o; o = o->next)
+		online = online || (o != r && o->presence);
+	if (!online) /* pair hook: the remote presences it saw no longer matter */
+		route_forget_user(r->user->bare);
 }

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "lib/log.h"
 
 bool domain_is_local(const char *domain) { return !strcasecmp(domain, server.cfg.domain); }
@@ -33,6 +34,15 @@ void route_from_client(struct resource *from, struct xml_node *st)
 }
 
 void route_to_local(const struct jid *to, struct xml_node *st)
+{
+	/* Pair hook (engine/route.c): a user served by the peer engine gets it over the route
+	 * link; with no route link configured this is always false. */
+	if (route_intercept(to, st))
+		return;
+	route_deliver_local(to, st);
+}
+
+void route_deliver_local(const struct jid *to, struct xml_node *st)
 {
 	if (!strcmp(st->name, "message"))
 		message_to_local(to, st);

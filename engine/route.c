@@ -1,0 +1,774 @@
+/* Routing between the two engines of a pair (docs/route-protocol.md, DESIGN §5b): for a
+ * stanza to a user of our domain, "which engine serves that user's home node now" decides
+ * between local delivery, the route link, or the single-node fallback (messages stored
+ * offline in our replicated database, presence dropped, iq refused).  Also the presence
+ * fan-out and probes for contacts on the peer, the acknowledged delivery of messages and
+ * subscription stanzas (unacknowledged ones fall back locally when the link is lost), and
+ * the table of remote presences each local user has seen, which turns into 'unavailable'
+ * when the link is lost or the peer stops serving a home node. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "engine/route.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
+
+#define HOME_CACHE_TTL 10       /* seconds a looked-up home node is trusted */
+#define HOME_CACHE_MAX 65536    /* entries; the cache is emptied when it is full */
+#define RETRY_MAX 100000        /* unacknowledged stanzas before the link counts as stuck */
+
+/* A forwarded stanza the peer has not acknowledged yet: handled locally if the link goes. */
+struct retry {
+	uint64_t seq;
+	char *xml;
+	struct retry *next;
+};
+
+struct home_entry {
+	int node;
+	time_t expires;
+};
+
+static struct {
+	bool peer_serves[MAX_HOME_NODES + 1];
+	bool peer_serve_known;
+	uint64_t tx_seq, rx_seq, rx_acked;
+	struct retry *retry_head, *retry_tail;
+	size_t retry_count;
+	struct strmap *remote;     /* local bare -> strmap of remote full JIDs seen available */
+	struct strmap *home_cache; /* localpart -> struct home_entry */
+	uint64_t forwarded, received, fallbacks, losses;
+} R;
+
+/* ---- small helpers ---- */
+
+static bool is_subscription(const struct xml_node *st)
+{
+	const char *t = xml_get_attr(st, "type");
+	return !strcmp(st->name, "presence") && t &&
+	       (!strcmp(t, "subscribe") || !strcmp(t, "subscribed") ||
+		!strcmp(t, "unsubscribe") || !strcmp(t, "unsubscribed"));
+}
+
+/* What must not be lost in flight: messages that would be stored offline, and
+ * subscription stanzas (they change rosters). */
+static bool needs_ack(const struct xml_node *st)
+{
+	if (!strcmp(st->name, "message")) {
+		const char *t = xml_get_attr(st, "type");
+		return !t || !strcmp(t, "chat") || !strcmp(t, "normal");
+	}
+	return is_subscription(st);
+}
+
+static struct home_entry *home_cache_get(const char *local)
+{
+	struct home_entry *e = R.home_cache ? strmap_get(R.home_cache, local) : NULL;
+	if (e && e->expires < time(NULL)) {
+		free(strmap_del(R.home_cache, local));
+		return NULL;
+	}
+	return e;
+}
+
+static void home_cache_clear(void)
+{
+	void *v;
+	for (size_t i = 0; R.home_cache && strmap_next(R.home_cache, &i, NULL, &v);)
+		free(v);
+	strmap_free(R.home_cache);
+	R.home_cache = NULL;
+}
+
+void route_home_forget(const char *local)
+{
+	if (R.home_cache)
+		free(strmap_del(R.home_cache, local));
+}
+
+static void home_cache_put(const char *local, int node)
+{
+	if (R.home_cache && strmap_count(R.home_cache) >= HOME_CACHE_MAX)
+		home_cache_clear();
+	if (!R.home_cache && !(R.home_cache = strmap_new()))
+		return;
+	struct home_entry *e = strmap_get(R.home_cache, local);
+	if (!e) {
+		if (!(e = malloc(sizeof *e)))
+			return;
+		if (strmap_put(R.home_cache, local, e) < 0) {
+			free(e);
+			return;
+		}
+	}
+	e->node = node;
+	e->expires = time(NULL) + HOME_CACHE_TTL;
+}
+
+/* Parse "to" of a stanza from the link: a user of our domain. */
+static int local_to(const struct xml_node *st, struct jid *to)
+{
+	const char *s = xml_get_attr(st, "to");
+	if (!s || jid_parse(s, to) < 0 || !domain_is_local(to->domain) || !to->local[0])
+		return -1;
+	return 0;
+}
+
+/* Local delivery, as a single node would do it, plus what the router does not: an iq
+ * request for a resource that is not here is refused. */
+static void deliver_local(const struct jid *to, struct xml_node *st)
+{
+	if (is_subscription(st)) {
+		presence_subscription_in(to, st);
+		return;
+	}
+	const char *t = xml_get_attr(st, "type");
+	if (!strcmp(st->name, "iq") && to->resource[0] && t &&
+	    (!strcmp(t, "get") || !strcmp(t, "set")) && !session_find(to)) {
+		stanza_bounce_to_sender(st, "cancel", "service-unavailable");
+		xml_free(st);
+		return;
+	}
+	route_deliver_local(to, st);
+}
+
+/* ---- the remote presence table ---- */
+
+static void remote_note(const char *local_bare, const struct xml_node *p)
+{
+	const char *from = xml_get_attr(p, "from"), *t = xml_get_attr(p, "type");
+	struct jid fj;
+	if (!from || jid_parse(from, &fj) < 0 || !fj.resource[0])
+		return;
+	bool available = !t;
+	if (!available && strcmp(t, "unavailable"))
+		return;
+	if (!R.remote && !(R.remote = strmap_new()))
+		return;
+	struct strmap *seen = strmap_get(R.remote, local_bare);
+	if (!seen) {
+		if (!available || !(seen = strmap_new()))
+			return;
+		if (strmap_put(R.remote, local_bare, seen) < 0) {
+			strmap_free(seen);
+			return;
+		}
+	}
+	if (available)
+		strmap_put(seen, from, (void *)1);
+	else
+		strmap_del(seen, from);
+}
+
+void route_forget_user(const char *bare)
+{
+	struct strmap *seen = R.remote ? strmap_del(R.remote, bare) : NULL;
+	if (seen)
+		strmap_free(seen);
+}
+
+/* DESIGN §5b: every remote contact resource a local user saw available is now
+ * unavailable to it.  They show up again as presences arrive after recovery. */
+static void remote_flush(void)
+{
+	struct strmap *all = R.remote;
+	R.remote = NULL;
+	const char *bare, *full;
+	void *v;
+	long n = 0;
+	for (size_t i = 0; all && strmap_next(all, &i, &bare, &v);) {
+		struct strmap *seen = v;
+		struct jid to;
+		bool ok = jid_parse(bare, &to) == 0;
+		for (size_t k = 0; ok && strmap_next(seen, &k, &full, NULL);) {
+			struct xml_node *p = xml_elem_new("presence");
+			if (!p)
+				continue;
+			xml_set_attr(p, "type", "unavailable");
+			xml_set_attr(p, "from", full);
+			xml_set_attr(p, "to", bare);
+			presence_to_local(&to, p);
+			n++;
+		}
+		strmap_free(seen);
+	}
+	strmap_free(all);
+	if (n)
+		log_info("route: told local users %ld remote resources are unavailable", n);
+}
+
+/* ---- sending ---- */
+
+/* One STANZA frame; kept for a local fallback until acknowledged when it must not be
+ * lost.  0, or -1 if it could not be queued (the caller falls back). */
+static int forward(const struct xml_node *st)
+{
+	size_t len;
+	char *xml = xml_to_string(st, &len);
+	if (!xml)
+		return -1;
+	bool keep = needs_ack(st);
+	struct retry *rt = keep ? calloc(1, sizeof *rt) : NULL;
+	if (keep && !rt) {
+		free(xml);
+		return -1;
+	}
+	uint64_t seq = R.tx_seq + 1;
+	char head[32];
+	int hl = snprintf(head, sizeof head, "%llu\n", (unsigned long long)seq);
+	if (route_link_send(ROUTE_STANZA, head, (size_t)hl, xml, len) < 0) {
+		free(xml);
+		free(rt);
+		return -1;
+	}
+	R.tx_seq = seq;
+	R.forwarded++;
+	if (!rt) {
+		free(xml);
+		return 0;
+	}
+	rt->seq = seq;
+	rt->xml = xml;
+	if (R.retry_tail)
+		R.retry_tail->next = rt;
+	else
+		R.retry_head = rt;
+	R.retry_tail = rt;
+	if (++R.retry_count > RETRY_MAX)
+		route_link_close("too many unacknowledged stanzas");
+	return 0;
+}
+
+/* Frames of "<first> <bare> <bare>...\n" + body, split so that none is too big. */
+static void send_listed(enum route_frame_type type, const char *first,
+			const char *const *bares, size_t n, const char *body, size_t body_len)
+{
+	size_t room = ROUTE_MAX_PAYLOAD - body_len, i = 0, need = first ? strlen(first) + 2 : 2;
+	for (size_t k = 0; k < n && need < room; k++)
+		need += strlen(bares[k]) + 1;
+	char *head = malloc((need < room ? need : room) + 1);
+	if (!head)
+		return;
+	while (i < n && route_link_up()) {
+		size_t hl = 0;
+		if (first) {
+			hl = strlen(first);
+			if (hl + 2 > room)
+				break;
+			memcpy(head, first, hl);
+		}
+		size_t start = i;
+		for (; i < n; i++) {
+			size_t bl = strlen(bares[i]);
+			if (hl + bl + 2 > room)
+				break;
+			if (hl)
+				head[hl++] = ' ';
+			memcpy(head + hl, bares[i], bl);
+			hl += bl;
+		}
+		if (i == start) { /* one name alone does not fit: skip it */
+			i++;
+			continue;
+		}
+		if (body)
+			head[hl++] = '\n';
+		route_link_send(type, head, hl, body, body_len);
+	}
+	free(head);
+}
+
+void route_send_presence(const struct xml_node *p, const char *const *bares, size_t n)
+{
+	if (!route_link_up() || n == 0)
+		return;
+	size_t len;
+	char *xml = xml_to_string(p, &len);
+	if (!xml || len + 1024 > ROUTE_MAX_PAYLOAD) {
+		free(xml);
+		return;
+	}
+	send_listed(ROUTE_PRESENCE, NULL, bares, n, xml, len);
+	free(xml);
+}
+
+void route_send_probe(const char *prober, const char *const *bares, size_t n)
+{
+	if (route_link_up() && n > 0)
+		send_listed(ROUTE_PROBE, prober, bares, n, NULL, 0);
+}
+
+static void send_serve(void)
+{
+	char buf[4 * MAX_HOME_NODES + 2];
+	size_t off = 0;
+	for (int n = 1; n <= MAX_HOME_NODES; n++)
+		if (engine_serves(n))
+			off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%d", off ? "," : "", n);
+	if (!off)
+		buf[off++] = '-';
+	route_link_send(ROUTE_SERVE, buf, off, NULL, 0);
+}
+
+void route_serve_changed(void)
+{
+	if (route_link_up())
+		send_serve();
+}
+
+/* After the link comes up or the peer serves more: every local user with an available
+ * resource asks the peer for the presences it should see ("shows them available again"). */
+static void resync_probes(void)
+{
+	void *v;
+	size_t cap = 0;
+	const char **list = NULL;
+	for (size_t i = 0; strmap_next(server.users, &i, NULL, &v);) {
+		struct user *u = v;
+		if (!u->loaded || !engine_serves(u->home_node))
+			continue;
+		bool online = false;
+		for (struct resource *r = u->resources; r; r = r->next)
+			online = online || r->presence;
+		if (!online)
+			continue;
+		size_t n = 0;
+		void *iv;
+		for (size_t k = 0; strmap_next(u->roster, &k, NULL, &iv);) {
+			struct roster_item *it = iv;
+			struct jid j;
+			if (!sub_user_sees_contact(it->st) || jid_parse(it->contact, &j) < 0 ||
+			    !domain_is_local(j.domain) || !route_contact_remote(j.local))
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				const char **nl = realloc(list, ncap * sizeof *nl);
+				if (!nl)
+					break;
+				list = nl;
+				cap = ncap;
+			}
+			list[n++] = it->contact;
+		}
+		route_send_probe(u->bare, list, n);
+	}
+	free(list);
+}
+
+/* ---- decisions ---- */
+
+bool route_contact_remote(const char *local)
+{
+	if (!route_link_up() || !local || !local[0])
+		return false;
+	struct user *u = user_find_loaded(local);
+	if (u && engine_serves(u->home_node))
+		return false;
+	struct home_entry *e = u ? NULL : home_cache_get(local);
+	int home = u ? u->home_node : e ? e->node : 0;
+	if (home && (engine_serves(home) || home > MAX_HOME_NODES || !R.peer_serves[home]))
+		return false;
+	return true; /* served by the peer, or unknown here: the peer filters */
+}
+
+/* true: taken (forwarded or refused); false: deliver locally. */
+static bool decide(int home, const struct jid *to, struct xml_node *st)
+{
+	if (engine_serves(home))
+		return false;
+	if (route_link_up() && home >= 1 && home <= MAX_HOME_NODES && R.peer_serves[home]) {
+		if (forward(st) == 0) {
+			xml_free(st);
+			return true;
+		}
+	}
+	/* Nobody reachable serves the user: what a single node would do (messages are
+	 * stored offline in our database, which replication carries to the peer). */
+	R.fallbacks++;
+	const char *t = xml_get_attr(st, "type");
+	if (!strcmp(st->name, "iq") && t && (!strcmp(t, "get") || !strcmp(t, "set"))) {
+		stanza_bounce_to_sender(st, "cancel", "service-unavailable");
+		xml_free(st);
+		return true;
+	}
+	return false;
+}
+
+struct intercept_ctx {
+	struct jid to;
+	struct xml_node *st;
+};
+
+static void intercept_loaded(void *arg, struct user *u)
+{
+	struct intercept_ctx *ic = arg;
+	if (u)
+		home_cache_put(u->name, u->home_node);
+	if (!u || !decide(u->home_node, &ic->to, ic->st))
+		deliver_local(&ic->to, ic->st);
+	free(ic);
+}
+
+bool route_intercept(const struct jid *to, struct xml_node *st)
+{
+	if (!route_link_configured() || !to->local[0] || !domain_is_local(to->domain))
+		return false;
+	struct user *u = user_find_loaded(to->local);
+	if (u)
+		return decide(u->home_node, to, st);
+	struct home_entry *e = home_cache_get(to->local);
+	if (e)
+		return decide(e->node, to, st);
+	/* The home node is in the user's row: load it (in order behind any pending load). */
+	struct intercept_ctx *ic = malloc(sizeof *ic);
+	if (!ic)
+		return false;
+	ic->to = *to;
+	ic->st = st;
+	user_with(to->local, intercept_loaded, ic);
+	return true;
+}
+
+bool route_subscription_remote(const struct user *cu, const struct xml_node *p)
+{
+	if (!route_link_configured() || engine_serves(cu->home_node))
+		return false;
+	int home = cu->home_node;
+	if (route_link_up() && home >= 1 && home <= MAX_HOME_NODES && R.peer_serves[home])
+		return forward(p) == 0;
+	/* Nobody reachable serves the contact: its roster in our (replicated) database is
+	 * updated here, as the node taking it over would do. */
+	R.fallbacks++;
+	return false;
+}
+
+/* ---- the link's life ---- */
+
+void route_on_up(void)
+{
+	R.tx_seq = R.rx_seq = R.rx_acked = 0;
+	R.peer_serve_known = false;
+	memset(R.peer_serves, 0, sizeof R.peer_serves);
+	send_serve();
+}
+
+void route_on_down(void)
+{
+	R.losses++;
+	memset(R.peer_serves, 0, sizeof R.peer_serves);
+	R.peer_serve_known = false;
+	struct retry *rt = R.retry_head;
+	R.retry_head = R.retry_tail = NULL;
+	R.retry_count = 0;
+	long n = 0;
+	while (rt) {
+		struct retry *next = rt->next;
+		struct xml_node *st = xml_parse_string(rt->xml, strlen(rt->xml));
+		struct jid to;
+		if (st && local_to(st, &to) == 0) {
+			deliver_local(&to, st); /* stored offline / applied to the replicated roster */
+			n++;
+		} else {
+			xml_free(st);
+		}
+		free(rt->xml);
+		free(rt);
+		rt = next;
+	}
+	if (n)
+		log_info("route: %ld unacknowledged stanzas handled locally", n);
+	remote_flush();
+}
+
+/* ---- receiving ---- */
+
+/* Stanzas on the link are parsed with the client stream's limits (a little looser: the
+ * sender stamped addresses and may have added a delay element). */
+static struct xml_node *parsed_stanza;
+static int parsed_count;
+
+static void ps_open(void *arg, const char *name, const char **attrs) {}
+static void ps_stanza(void *arg, struct xml_node *st)
+{
+	if (parsed_count++ == 0)
+		parsed_stanza = st;
+	else
+		xml_free(st);
+}
+static void ps_close(void *arg) {}
+static void ps_error(void *arg, enum xml_stream_error err) {}
+
+static struct xml_node *stanza_parse(const char *s, size_t len)
+{
+	static const char header[] = "<stream:stream xmlns='jabber:client'"
+				     " xmlns:stream='http://etherx.jabber.org/streams'>";
+	static const struct xml_stream_cb cb = {ps_open, ps_stanza, ps_close, ps_error};
+	struct xml_stream_limits lim = {
+		.max_stanza_bytes = ROUTE_MAX_PAYLOAD,
+		.max_depth = (int)server.cfg.max_xml_depth + 4,
+		.max_attrs = 128,
+		.max_header_bytes = sizeof header,
+	};
+	struct xml_stream *xs = xml_stream_new(&lim, &cb, NULL);
+	if (!xs)
+		return NULL;
+	parsed_stanza = NULL;
+	parsed_count = 0;
+	bool ok = xml_stream_feed(xs, header, sizeof header - 1) == 0 &&
+		  xml_stream_feed(xs, s, len) == 0 && parsed_count == 1;
+	xml_stream_free(xs);
+	struct xml_node *st = parsed_stanza;
+	parsed_stanza = NULL;
+	if (!ok || !st || (strcmp(st->name, "message") && strcmp(st->name, "presence") &&
+			   strcmp(st->name, "iq"))) {
+		xml_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* A decimal number filling [s, s+len). */
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	if (len == 0 || len > 19)
+		return -1;
+	uint64_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int on_stanza(const char *p, size_t len)
+{
+	const char *nl = memchr(p, '\n', len);
+	uint64_t seq;
+	if (!nl || parse_u64(p, (size_t)(nl - p), &seq) < 0 || seq != R.rx_seq + 1)
+		return -1;
+	struct xml_node *st = stanza_parse(nl + 1, len - (size_t)(nl + 1 - p));
+	struct jid to;
+	if (!st || local_to(st, &to) < 0) {
+		xml_free(st);
+		return -1;
+	}
+	R.rx_seq = seq;
+	R.received++;
+	if (!strcmp(st->name, "presence") && !is_subscription(st)) {
+		char bare[JID_BUF];
+		if (user_find_loaded(to.local))
+			remote_note(jid_bare(&to, bare, sizeof bare), st);
+	}
+	/* Never forwarded again from here: whatever the peer thinks, it ends on this node. */
+	deliver_local(&to, st);
+	return 0;
+}
+
+/* Split "<a> <b> ...\n<rest>" : the list part is copied (NUL-terminated) into *list. */
+static int split_list(const char *p, size_t len, bool with_body, char **list,
+		      const char **body, size_t *body_len)
+{
+	const char *nl = with_body ? memchr(p, '\n', len) : p + len;
+	if (!nl || nl == p)
+		return -1;
+	size_t ll = (size_t)(nl - p);
+	if (memchr(p, '\0', ll) || !(*list = malloc(ll + 1)))
+		return -1;
+	memcpy(*list, p, ll);
+	(*list)[ll] = '\0';
+	if (with_body) {
+		*body = nl + 1;
+		*body_len = len - ll - 1;
+	}
+	return 0;
+}
+
+static int on_presence(const char *p, size_t len)
+{
+	char *list;
+	const char *body;
+	size_t body_len;
+	if (split_list(p, len, true, &list, &body, &body_len) < 0)
+		return -1;
+	struct xml_node *pr = stanza_parse(body, body_len);
+	if (!pr || strcmp(pr->name, "presence") || is_subscription(pr) ||
+	    !xml_get_attr(pr, "from")) {
+		xml_free(pr);
+		free(list);
+		return -1;
+	}
+	int rc = 0;
+	char *save = NULL;
+	for (char *b = strtok_r(list, " ", &save); b; b = strtok_r(NULL, " ", &save)) {
+		struct jid j;
+		if (jid_parse(b, &j) < 0 || !j.local[0] || j.resource[0]) {
+			rc = -1;
+			break;
+		}
+		struct user *u = domain_is_local(j.domain) ? user_find_loaded(j.local) : NULL;
+		if (!u || !engine_serves(u->home_node))
+			continue; /* offline here, or not ours: nothing to show */
+		struct xml_node *copy = xml_copy(pr);
+		if (!copy)
+			continue;
+		xml_set_attr(copy, "to", u->bare);
+		remote_note(u->bare, copy);
+		presence_to_local(&j, copy);
+	}
+	R.received++;
+	xml_free(pr);
+	free(list);
+	return rc;
+}
+
+/* Answer a probe: the presence of every available resource of each listed user that
+ * lets the prober see it, sent back over the link. */
+static int on_probe(const char *p, size_t len)
+{
+	char *list;
+	if (split_list(p, len, false, &list, NULL, NULL) < 0)
+		return -1;
+	char *save = NULL;
+	const char *prober = strtok_r(list, " ", &save);
+	struct jid pj;
+	char prober_bare[JID_BUF];
+	if (!prober || jid_parse(prober, &pj) < 0 || !pj.local[0] || !domain_is_local(pj.domain)) {
+		free(list);
+		return -1;
+	}
+	jid_bare(&pj, prober_bare, sizeof prober_bare);
+	int rc = 0;
+	for (char *b = strtok_r(NULL, " ", &save); b; b = strtok_r(NULL, " ", &save)) {
+		struct jid j;
+		if (jid_parse(b, &j) < 0 || !j.local[0] || j.resource[0]) {
+			rc = -1;
+			break;
+		}
+		struct user *u = domain_is_local(j.domain) ? user_find_loaded(j.local) : NULL;
+		if (!u || !engine_serves(u->home_node))
+			continue;
+		struct roster_item *it = roster_get(u, prober_bare);
+		if (!it || !sub_contact_sees_user(it->st))
+			continue;
+		for (struct resource *r = u->resources; r; r = r->next) {
+			if (!r->presence)
+				continue;
+			struct xml_node *copy = xml_copy(r->presence);
+			if (!copy)
+				continue;
+			xml_set_attr(copy, "from", r->full);
+			xml_set_attr(copy, "to", prober);
+			forward(copy);
+			xml_free(copy);
+		}
+	}
+	free(list);
+	return rc;
+}
+
+static int on_ack(const char *p, size_t len)
+{
+	uint64_t seq;
+	if (parse_u64(p, len, &seq) < 0 || seq > R.tx_seq)
+		return -1;
+	while (R.retry_head && R.retry_head->seq <= seq) {
+		struct retry *rt = R.retry_head;
+		R.retry_head = rt->next;
+		if (!R.retry_head)
+			R.retry_tail = NULL;
+		R.retry_count--;
+		free(rt->xml);
+		free(rt);
+	}
+	return 0;
+}
+
+static int on_serve(const char *p, size_t len)
+{
+	bool next[MAX_HOME_NODES + 1] = {false};
+	if (!(len == 1 && p[0] == '-')) {
+		size_t i = 0;
+		while (i < len) {
+			size_t start = i;
+			while (i < len && p[i] != ',')
+				i++;
+			uint64_t n;
+			if (parse_u64(p + start, i - start, &n) < 0 || n < 1 || n > MAX_HOME_NODES)
+				return -1;
+			next[n] = true;
+			if (i < len && ++i == len)
+				return -1; /* trailing comma */
+		}
+	}
+	bool lost = false, gained = !R.peer_serve_known;
+	for (int n = 1; n <= MAX_HOME_NODES; n++) {
+		lost = lost || (R.peer_serves[n] && !next[n]);
+		gained = gained || (!R.peer_serves[n] && next[n]);
+		R.peer_serves[n] = next[n];
+	}
+	R.peer_serve_known = true;
+	char shown[4 * MAX_HOME_NODES + 2];
+	snprintf(shown, sizeof shown, "%.*s", (int)len, p);
+	log_info("route: the peer engine serves home nodes %s", shown);
+	/* Which remote resource belonged to the node it dropped is not recorded: all of them
+	 * go unavailable, then a probe brings back those it still serves. */
+	if (lost)
+		remote_flush();
+	if (lost || gained)
+		resync_probes();
+	return 0;
+}
+
+int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
+{
+	if (type != ROUTE_SERVE && type != ROUTE_ACK && type != ROUTE_PING &&
+	    !R.peer_serve_known)
+		return -1; /* SERVE comes first after HELLO */
+	switch (type) {
+	case ROUTE_SERVE:
+		return len > 0 && len < 4 * MAX_HOME_NODES ? on_serve(payload, len) : -1;
+	case ROUTE_STANZA:
+		return on_stanza(payload, len);
+	case ROUTE_PRESENCE:
+		return on_presence(payload, len);
+	case ROUTE_PROBE:
+		return on_probe(payload, len);
+	case ROUTE_ACK:
+		return on_ack(payload, len);
+	case ROUTE_PING:
+		return len == 0 ? 0 : -1;
+	default:
+		return -1;
+	}
+}
+
+void route_on_batch_end(void)
+{
+	if (R.rx_seq == R.rx_acked || !route_link_up())
+		return;
+	char buf[24];
+	int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)R.rx_seq);
+	if (route_link_send(ROUTE_ACK, buf, (size_t)n, NULL, 0) == 0)
+		R.rx_acked = R.rx_seq;
+}
+
+void route_stats(char *buf, size_t len)
+{
+	char serves[4 * MAX_HOME_NODES + 2] = "";
+	size_t off = 0;
+	for (int n = 1; n <= MAX_HOME_NODES; n++)
+		if (R.peer_serves[n])
+			off += (size_t)snprintf(serves + off, sizeof serves - off, "%s%d",
+						off ? "," : "", n);
+	snprintf(buf, len,
+		 "route_up=%d route_peer_serves=%s route_forwarded=%llu route_received=%llu"
+		 " route_unacked=%zu route_fallbacks=%llu route_losses=%llu",
+		 route_link_up() ? 1 : 0, off ? serves : "-", (unsigned long long)R.forwarded,
+		 (unsigned long long)R.received, R.retry_count, (unsigned long long)R.fallbacks,
+		 (unsigned long long)R.losses);
+}

@@ -1,0 +1,87 @@
+/* The route link between the two engines of a pair (docs/route-protocol.md, DESIGN §5b).
+ *
+ *   route_link.c  one TLS connection to the peer engine: dial or accept, mutual
+ *                 certificates, framing, HELLO, keepalive, dead timer, reconnect
+ *   route.c       what crosses it: which engine serves a user, forwarding stanzas,
+ *                 presence fan-out and probes, acknowledged messages, and the table of
+ *                 remote presences that turns into 'unavailable' when the link is lost
+ *
+ * With no [route] listen/peer_address configured nothing here does anything: the engine
+ * behaves exactly as a single node. */
+#ifndef DUET_ROUTE_H
+#define DUET_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/jid.h"
+
+struct xml_node;
+struct user;
+
+/* ---- frames (route_link.c encodes the header; route.c owns the payloads) ---- */
+#define ROUTE_MAGIC0 'D'
+#define ROUTE_MAGIC1 'R'
+#define ROUTE_VERSION 1
+#define ROUTE_HEADER_SIZE 8
+#define ROUTE_MAX_PAYLOAD (2u << 20) /* 2 MiB */
+#define ROUTE_MAX_QUEUE (16u << 20)  /* bytes queued to a peer that does not read */
+
+enum route_frame_type {
+	ROUTE_HELLO = 1,    /* "duet-route <vmin> <vmax> <node-id>" */
+	ROUTE_SERVE = 2,    /* "-" or "1,2": the home nodes the sender serves now */
+	ROUTE_STANZA = 3,   /* "<seq>\n<stanza>": deliver as if routed locally */
+	ROUTE_PRESENCE = 4, /* "<bare> <bare>...\n<presence>": fan out to their resources */
+	ROUTE_PROBE = 5,    /* "<prober-jid> <bare> <bare>...": send their presences back */
+	ROUTE_ACK = 6,      /* "<seq>": every STANZA up to seq has been handled */
+	ROUTE_PING = 7,     /* empty: keeps the dead timer of the other side quiet */
+};
+
+/* ---- route_link.c ---- */
+/* Open the listener and/or start dialing, from the config.  0 (also when no route link is
+ * configured), -1 on a configuration error (logged). */
+int route_link_start(void);
+bool route_link_configured(void);
+/* Connected, authenticated, HELLO exchanged. */
+bool route_link_up(void);
+/* Queue one frame: header + head (may be NULL) + body (may be NULL).  0, or -1 when the
+ * link is not up or the frame is too big; a peer that stopped reading is disconnected. */
+int route_link_send(enum route_frame_type type, const char *head, size_t head_len,
+		    const char *body, size_t body_len);
+/* Close the connection (the loss is handled as any other); reconnecting follows. */
+void route_link_close(const char *why);
+int route_link_peer_node(void); /* from HELLO, 0 if not up */
+
+/* ---- route.c: called by route_link.c ---- */
+void route_on_up(void);
+void route_on_down(void);
+/* A frame after HELLO.  -1 = malformed: the caller closes the link. */
+int route_on_frame(enum route_frame_type type, const char *payload, size_t len);
+void route_on_batch_end(void); /* after the frames of one read: send the ACK */
+
+/* ---- route.c: the hooks of the rest of the engine ---- */
+/* router.c: a stanza for a local-domain JID that the user's home node decides.  true:
+ * route.c took it (forwarded, stored, bounced, or will deliver it once the user is
+ * loaded); false: deliver locally as a single node would. */
+bool route_intercept(const struct jid *to, struct xml_node *st);
+/* presence.c: the inbound half of a subscription exchange for cu belongs to the peer?
+ * Then p is forwarded (a copy: the caller keeps p) and true is returned. */
+bool route_subscription_remote(const struct user *cu, const struct xml_node *p);
+/* presence.c: might this contact (a bare JID of our domain) be served by the peer now?
+ * True when the link is up and the contact is not a user loaded and served here. */
+bool route_contact_remote(const char *bare);
+/* Send presence p (with 'from') to the available resources of these users on the peer. */
+void route_send_presence(const struct xml_node *p, const char *const *bares, size_t n);
+/* Ask the peer for the presences of these users, to be sent to prober (bare or full). */
+void route_send_probe(const char *prober, const char *const *bares, size_t n);
+/* presence.c: u has no available resource left: forget the remote presences it saw. */
+void route_forget_user(const char *bare);
+/* control.c (kick: account changed, perhaps its home node): forget its cached home node. */
+void route_home_forget(const char *local);
+/* control.c/main.c: the set of home nodes we serve changed (announce it to the peer). */
+void route_serve_changed(void);
+/* For stats: "route_up=0|1 route_peer_serves=..". */
+void route_stats(char *buf, size_t len);
+
+#endif

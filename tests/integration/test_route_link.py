@@ -1,0 +1,559 @@
+#!/usr/bin/python3
+"""The route link between two engines (docs/route-protocol.md, DESIGN §5b).
+
+Two presenced processes, each with its own private PostgreSQL, each driven over its
+control socket by this script (as srmd would: hello, serve), the route link between them
+authenticated with a CA and node certificates made here with openssl.  alice (home node 1)
+is served by engine 1, bob (home node 2) by engine 2; both exist in both databases.
+
+  1. the link comes up; alice and bob subscribe to each other across it, see each other's
+     presence and its changes, exchange messages and an iq between full JIDs;
+  2. engine 2 is stopped (SIGSTOP): alice gets bob's resource unavailable; engine 2 is
+     continued: both see each other available again, without logging in again;
+  3. engine 2 is killed: a message from alice to bob is stored in node 1's database;
+     engine 1 takes home node 2 over (serve 1,2) and bob, logging in there, gets it exactly
+     once; node 1 gives it back (serve 1), engine 2 restarts, bob logs in there and the two
+     see each other again and talk;
+  4. a stranger without a certificate and a peer sending garbage do not hurt the link.
+Exit 0 pass, 1 fail, 77 skipped.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
+
+from rawxmpp import (NS_CLIENT, NS_ROSTER, RawClient, WaitTimeout, XmppError,  # noqa: E402
+                     free_base_port, is_iq, is_message, is_presence, local, q, require,
+                     require_eq, short)
+
+PROG = "test_route_link"
+ROOT = Path(__file__).resolve().parents[2]
+DOMAIN = "duet.test"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PSQL = shutil.which("psql") or str(PG_BIN / "psql")
+QUIET = 1.5
+T0 = time.monotonic()
+
+
+def say(text):
+    print(f"{PROG}: [{time.monotonic() - T0:6.2f}s] {text}", flush=True)
+
+
+def run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, **kw)
+    if res.returncode != 0:
+        raise XmppError(f"{' '.join(map(str, cmd))} exited {res.returncode}: "
+                        f"{res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------
+
+def as_pg_owner(cmd):
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.getuid() == 0 else cmd
+
+
+def pg_start(d, port):
+    d.mkdir(parents=True)
+    if os.getuid() == 0:
+        shutil.chown(d, "postgres", "postgres")
+    run(as_pg_owner([str(PG_BIN / "initdb"), "-D", str(d / "data"), "-A", "trust", "-U",
+                     "duet", "-E", "UTF8", "--no-sync"]))
+    with open(d / "data" / "postgresql.conf", "a", encoding="utf-8") as f:
+        f.write(f"listen_addresses = ''\nunix_socket_directories = '{d}'\nport = {port}\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+    run(as_pg_owner([str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "log"),
+                     "-w", "-t", "30", "start"]))
+    run([PSQL, "-X", "-q", "-h", str(d), "-p", str(port), "-U", "duet", "-d", "postgres",
+         "-c", "CREATE DATABASE duet"])
+
+
+def pg_stop(d):
+    if (d / "data" / "postmaster.pid").exists():
+        subprocess.run(as_pg_owner([str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-m",
+                                    "fast", "-w", "stop"]), capture_output=True, timeout=60,
+                       check=False)
+
+
+def scram_keys(password, hash_name, salt, iters=4096):
+    salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), salt, iters)
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    stored = hashlib.new(hash_name, client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hash_name).digest()
+    return salt.hex(), iters, stored.hex(), server_key.hex()
+
+
+# ---- certificates --------------------------------------------------------------------
+
+def make_certs(d):
+    d.mkdir()
+    ossl = ["openssl"]
+    run(ossl + ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-days", "2", "-subj", "/CN=Duet test group CA",
+                "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    for name in ("node1", "node2", "rogue"):
+        run(ossl + ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", f"/CN={name}", "-keyout", str(d / f"{name}.key"),
+                    "-out", str(d / f"{name}.csr")])
+        ext = d / f"{name}.ext"
+        ext.write_text(f"subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth,clientAuth\n"
+                       "basicConstraints=CA:FALSE\n")
+        run(ossl + ["x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+                    "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+                    "-extfile", str(ext), "-out", str(d / f"{name}.pem")])
+    # The XMPP service certificate the clients check (RawClient trusts TLS_CERT).
+    run(ossl + ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-days", "2", "-subj", f"/CN={DOMAIN}",
+                "-addext", f"subjectAltName=DNS:{DOMAIN}",
+                "-keyout", str(d / "xmpp.key"), "-out", str(d / "xmpp.pem")])
+
+
+# ---- engines -------------------------------------------------------------------------
+
+class Engine:
+    """One presenced under a control socket this script speaks (docs/engine-protocol.md)."""
+
+    def __init__(self, build, work, n, base, pg_dir, pg_port, certs):
+        self.build, self.n = build, n
+        self.dir = work / f"node{n}"
+        self.dir.mkdir(exist_ok=True)
+        self.xmpp_port = base + 2 * n
+        self.route_port = base + 5 + n
+        peer = 3 - n
+        self.config = self.dir / "node.ini"
+        self.config.write_text(f"""[node]
+id = {n}
+name = localhost
+domain = {DOMAIN}
+run_dir = {self.dir}
+
+[database]
+conninfo = host={pg_dir} port={pg_port} user=duet dbname=duet
+connections = 2
+
+[xmpp]
+listen = 127.0.0.1:{self.xmpp_port}
+tls_cert = {certs}/xmpp.pem
+tls_key = {certs}/xmpp.key
+max_conns_per_ip = 0
+
+[peer]
+node_name = node{peer}
+tls_ca = {certs}/ca.pem
+tls_cert = {certs}/node{n}.pem
+tls_key = {certs}/node{n}.key
+
+[route]
+listen = 127.0.0.1:{self.route_port}
+peer_address = 127.0.0.1:{base + 5 + peer}
+dead_timeout = 1s
+""")
+        self.env = {"DOMAIN": DOMAIN, "NODE1_XMPP_PORT": str(self.xmpp_port),
+                    "NODE1_XMPPS_PORT": "0", "TLS_CERT": str(certs / "xmpp.pem")}
+        self.proc = None
+        self.ctl = None
+        self.buf = b""
+        self.log = self.dir / "presenced.log"
+        self.pg = (pg_dir, pg_port)
+
+    def migrate(self):
+        """A first start without srmd creates the schema (an engine under srmd does not)."""
+        with open(self.log, "ab") as log:
+            p = subprocess.Popen([str(self.build / "bin" / "presenced"), "--config",
+                                  str(self.config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while b"ready:" not in self.log.read_bytes():
+            if time.monotonic() > deadline or p.poll() is not None:
+                p.kill()
+                raise XmppError(f"engine {self.n} did not migrate: {self.tail()}")
+            time.sleep(0.05)
+        p.terminate()
+        p.wait(timeout=10)
+
+    def start(self, serve):
+        parent, child = socket.socketpair()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.build / "bin" / "presenced"), "--config", str(self.config),
+                 "--control-fd", str(child.fileno())], pass_fds=[child.fileno()],
+                stdout=log, stderr=log)
+        child.close()
+        self.ctl = parent
+        self.buf = b""
+        require_eq(self.request("hello 1").split()[:2], ["hello", "1"], "hello")
+        self.serve(serve)
+        self.wait_line("ready", 20)
+
+    def line(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"engine {self.n}: no control line within {timeout}s")
+            self.ctl.settimeout(left)
+            try:
+                data = self.ctl.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise XmppError(f"engine {self.n}: control socket closed: {self.tail()}")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def wait_line(self, first_word, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(deadline - time.monotonic(), 0.01))
+            if line.split(" ", 1)[0] == first_word:
+                return line
+
+    def request(self, text, timeout=10):
+        self.ctl.sendall(text.encode() + b"\n")
+        return self.wait_line(text.split()[0], timeout)
+
+    def serve(self, nodes):
+        require_eq(self.request(f"serve {nodes}"), "serve ok", f"engine {self.n} serve")
+
+    def stats(self):
+        line = self.request("stats")
+        return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+
+    def wait_route(self, peer_serves, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.stats()
+            if st.get("route_up") == "1" and st.get("route_peer_serves") == peer_serves:
+                return
+            if time.monotonic() > deadline:
+                raise XmppError(f"engine {self.n}: route link not up with the peer serving "
+                                f"{peer_serves}: {st}\n{self.tail()}")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.ctl:
+            self.ctl.close()
+            self.ctl = None
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.ctl.close()
+        self.ctl = None
+
+    def tail(self, n=25):
+        try:
+            return "".join(self.log.read_text(errors="replace").splitlines(True)[-n:])
+        except OSError:
+            return "(no log)"
+
+    def psql(self, sql):
+        return run([PSQL, "-X", "-h", str(self.pg[0]), "-p", str(self.pg[1]), "-U", "duet",
+                    "-d", "duet", "-Atqc", sql]).strip()
+
+    def offline_count(self, user):
+        return int(self.psql(f"SELECT count(*) FROM offline_messages WHERE username = '{user}'"))
+
+
+# ---- the scenario --------------------------------------------------------------------
+
+def body_of(el):
+    b = el.find(q(NS_CLIENT, "body"))
+    return b.text if b is not None else None
+
+
+class Scenario:
+    def __init__(self, e1, e2):
+        self.e1, self.e2 = e1, e2
+        self.clients = []
+
+    def online(self, engine, user, resource="r1"):
+        c = RawClient(engine.env)
+        self.clients.append(c)
+        c.login(user, f"{user}-secret", resource)
+        require_eq(c.iq("get", f"<query xmlns='{NS_ROSTER}'/>").get("type"), "result",
+                   f"{user}'s roster get")
+        c.send("<presence/>")
+        require_eq(c.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=DOMAIN).get("type"),
+                   "result", "ping after initial presence")
+        return c
+
+    def nothing(self, c, predicate, what, seconds=QUIET):
+        try:
+            el = c.expect(predicate, seconds, what)
+        except WaitTimeout:
+            return
+        raise XmppError(f"{c.jid} received {what}: {short(el)}")
+
+    def subscribe(self, a, b, ua, ub):
+        a.send(f"<presence to='{ub}@{DOMAIN}' type='subscribe'/>")
+        b.expect(is_presence(f"{ua}@{DOMAIN}", "subscribe"), 5,
+                 f"{ub} to get {ua}'s subscription request over the route link")
+        b.send(f"<presence to='{ua}@{DOMAIN}' type='subscribed'/>")
+        a.expect(is_presence(f"{ub}@{DOMAIN}", "subscribed"), 5,
+                 f"{ua} to get 'subscribed' from {ub}")
+        a.expect(is_presence(b.jid, "available"), 5,
+                 f"{ua} to get {b.jid}'s presence after approval")
+
+    def chat(self, frm, to, text):
+        frm.send(f"<message to='{to.jid.split('/')[0]}' type='chat'><body>{text}</body>"
+                 "</message>")
+        m = to.expect(is_message(text, "chat"), 5, f"message {text!r} at {to.jid}")
+        require_eq(m.get("from"), frm.jid, "the message's from")
+
+    def step_cross(self):
+        e1, e2 = self.e1, self.e2
+        e1.wait_route("2")
+        e2.wait_route("1")
+        self.alice = alice = self.online(e1, "alice")
+        self.bob = bob = self.online(e2, "bob")
+        self.subscribe(alice, bob, "alice", "bob")
+        self.subscribe(bob, alice, "bob", "alice")
+        self.chat(alice, bob, "hello bob")
+        self.chat(bob, alice, "hello alice")
+        bob.send("<presence><show>away</show></presence>")
+        p = alice.expect(is_presence(bob.jid, "available"), 5, "bob's presence change")
+        show = p.find(q(NS_CLIENT, "show"))
+        require(show is not None and show.text == "away", f"bob's show: {short(p)}")
+        # An iq between full JIDs crosses both ways (request and result).
+        alice.send(f"<iq type='get' id='v1' to='{bob.jid}'>"
+                   "<query xmlns='jabber:iq:version'/></iq>")
+        req = bob.expect(is_iq("get", "v1"), 5, "alice's iq at bob's resource")
+        require_eq(req.get("from"), alice.jid, "iq from")
+        bob.send(f"<iq type='result' id='v1' to='{alice.jid}'/>")
+        alice.expect(is_iq("result", "v1"), 5, "bob's iq result at alice")
+        # An iq to a resource that does not exist on the peer is refused by the peer.
+        ans = alice.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=f"bob@{DOMAIN}/nope")
+        require_eq(ans.get("type"), "error", "iq to a missing remote resource")
+        # Bob's bare-JID vCard and a message to an unknown user still work as before.
+        require_eq(alice.iq("get", "<vCard xmlns='vcard-temp'/>", to=f"bob@{DOMAIN}")
+                   .get("type"), "result", "vcard of a remote user")
+
+    def step_stop_cont(self):
+        alice, bob = self.alice, self.bob
+        self.e2.proc.send_signal(signal.SIGSTOP)
+        alice.expect(is_presence(bob.jid, "unavailable"), 6,
+                     "bob's resource unavailable at alice after engine 2 stopped")
+        self.e1.wait_route_down(6)
+        self.e2.proc.send_signal(signal.SIGCONT)
+        bob.expect(is_presence(alice.jid, "unavailable"), 6,
+                   "alice unavailable at bob once engine 2 sees the link was lost")
+        self.e1.wait_route("2")
+        alice.expect(is_presence(bob.jid, "available"), 8,
+                     "bob available again at alice after the link recovered")
+        bob.expect(is_presence(alice.jid, "available"), 8,
+                   "alice available again at bob after the link recovered")
+        self.chat(alice, bob, "after recovery")
+
+    def step_kill_takeover(self):
+        e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
+        e2.kill()
+        alice.expect(is_presence(bob.jid, "unavailable"), 6,
+                     "bob's resource unavailable at alice after engine 2 was killed")
+        e1.wait_route_down(6)
+        alice.send(f"<message to='bob@{DOMAIN}' type='chat' id='m-down'>"
+                   "<body>while the link is down</body></message>")
+        deadline = time.monotonic() + 8
+        while e1.offline_count("bob") != 1:
+            require(time.monotonic() < deadline,
+                    f"bob's offline store on node 1 holds {e1.offline_count('bob')}, want 1")
+            time.sleep(0.05)
+        self.nothing(alice, lambda e: local(e) == "message" and e.get("type") == "error",
+                     "an error for a message that must be stored", 0.5)
+        # Takeover: engine 1 serves home node 2 too; bob logs in there.
+        e1.serve("1,2")
+        b1 = self.online(e1, "bob", "r2")
+        m = b1.expect(is_message("while the link is down", "chat"), 5,
+                      "the stored message at bob's next login (node 1)")
+        require_eq(m.get("from"), alice.jid, "stored message from")
+        self.nothing(b1, is_message("while the link is down"), "the stored message twice")
+        require_eq(e1.offline_count("bob"), 0, "bob's offline store after delivery")
+        b1.close()
+        b1 = self.online(e1, "bob", "r3")
+        self.nothing(b1, is_message("while the link is down"),
+                     "the stored message again at a second login")
+        # Fallback: node 1 gives home node 2 back, engine 2 restarts and serves it.
+        e1.serve("1")
+        b1.expect_close(5)
+        e2.start("2")
+        e1.wait_route("2")
+        e2.wait_route("1")
+        bob = self.online(e2, "bob", "r4")
+        alice.expect(is_presence(bob.jid, "available"), 6,
+                     "bob available at alice after engine 2 restarted")
+        bob.expect(is_presence(alice.jid, "available"), 6,
+                   "alice's presence at bob (probe answered over the link)")
+        self.bob = bob
+        self.chat(bob, alice, "back again")
+        self.chat(alice, bob, "welcome back")
+
+    def step_strangers(self, certs):
+        e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
+        # No certificate: the handshake fails and the established link is untouched.
+        s = socket.create_connection(("127.0.0.1", e2.route_port), timeout=5)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            t = ctx.wrap_socket(s)
+            t.sendall(b"DR\x01\x01\x00\x00\x00\x05hello")
+            t.recv(100)
+        except (ssl.SSLError, OSError):
+            pass
+        s.close()
+        # A certificate from the CA with the wrong name: refused as well.
+        s = socket.create_connection(("127.0.0.1", e2.route_port), timeout=5)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(str(certs / "ca.pem"))
+        ctx.load_cert_chain(str(certs / "rogue.pem"), str(certs / "rogue.key"))
+        ctx.check_hostname = False
+        try:
+            t = ctx.wrap_socket(s, server_hostname="node2")
+            t.sendall(b"DR\x01\x01\x00\x00\x00\x05hello")
+            t.recv(100)
+        except (ssl.SSLError, OSError):
+            pass
+        s.close()
+        time.sleep(0.3)
+        self.chat(alice, bob, "link untouched")
+        st = e1.stats()
+        require_eq(st.get("route_up"), "1", "route link still up after strangers")
+        # A real peer certificate (node1's) sending garbage after a good HELLO: that
+        # connection is closed, and it replaced the link only after its HELLO.
+        s = socket.create_connection(("127.0.0.1", e2.route_port), timeout=5)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(str(certs / "ca.pem"))
+        ctx.load_cert_chain(str(certs / "node1.pem"), str(certs / "node1.key"))
+        t = ctx.wrap_socket(s, server_hostname="node2")
+        hello = b"duet-route 1 1 1"
+        t.sendall(b"DR\x01\x01" + len(hello).to_bytes(4, "big") + hello)
+        t.sendall(b"DR\x01\x02\x00\x00\x00\x01" + b"1")       # SERVE 1
+        t.sendall(b"XX\x01\x07\x00\x00\x00\x00")              # bad magic
+        t.settimeout(5)
+        got = b""
+        try:
+            while True:
+                d = t.recv(4096)
+                if not d:
+                    break
+                got += d
+        except (ssl.SSLError, OSError):
+            pass
+        t.close()
+        require(got.startswith(b"DR\x01\x01"), f"engine 2 answered HELLO: {got[:40]!r}")
+        # The fake peer replaced the link and was thrown out: alice's engine reconnects,
+        # and bob (who lost alice's presence with the fake link) sees her again.
+        bob.expect(is_presence(alice.jid, "available"), 10,
+                   "alice available at bob after the real link came back")
+        e1.wait_route("2")
+        self.chat(alice, bob, "after the garbage")
+
+
+def wait_route_down(self, timeout):
+    deadline = time.monotonic() + timeout
+    while self.stats().get("route_up") != "0":
+        if time.monotonic() > deadline:
+            raise XmppError(f"engine {self.n}: route link still up")
+        time.sleep(0.05)
+
+
+Engine.wait_route_down = wait_route_down
+
+
+def main():
+    build = Path(os.environ.get("DUET_BUILD", str(ROOT / "build"))).resolve()
+    if not os.access(build / "bin" / "presenced", os.X_OK):
+        print(f"{PROG}: SKIP: {build}/bin/presenced not built")
+        return 77
+    if not (PG_BIN / "initdb").exists() or not shutil.which("openssl"):
+        print(f"{PROG}: SKIP: PostgreSQL 15 or openssl missing")
+        return 77
+    work = Path(tempfile.mkdtemp(prefix="rl.", dir="/tmp"))  # short: unix socket paths
+    os.chmod(work, 0o755)
+    base = free_base_port()
+    pgs = [work / "pg1", work / "pg2"]
+    engines = []
+    failed = []
+    try:
+        certs = work / "tls"
+        make_certs(certs)
+        for i, d in enumerate(pgs):
+            pg_start(d, base + 100 + i)
+        e1 = Engine(build, work, 1, base, pgs[0], base + 100, certs)
+        e2 = Engine(build, work, 2, base, pgs[1], base + 101, certs)
+        engines = [e1, e2]
+        for e in engines:
+            e.migrate()
+            for user, home in (("alice", 1), ("bob", 2)):
+                pw = f"{user}-secret"
+                s1 = scram_keys(pw, "sha1", os.urandom(16))
+                s2 = scram_keys(pw, "sha256", os.urandom(16))
+                e.psql("INSERT INTO users (username, home_node, sha1_salt, sha1_iter,"
+                       " sha1_stored, sha1_server, sha256_salt, sha256_iter, sha256_stored,"
+                       f" sha256_server) VALUES ('{user}', {home},"
+                       f" decode('{s1[0]}','hex'), {s1[1]}, decode('{s1[2]}','hex'),"
+                       f" decode('{s1[3]}','hex'), decode('{s2[0]}','hex'), {s2[1]},"
+                       f" decode('{s2[2]}','hex'), decode('{s2[3]}','hex'))")
+        e1.start("1")
+        e2.start("2")
+        say("two engines up, each serving its own home node")
+        sc = Scenario(e1, e2)
+        for name, fn, args in (("cross-node subscriptions, presence, messages, iq",
+                                sc.step_cross, ()),
+                               ("SIGSTOP of engine 2: unavailable, then recovery",
+                                sc.step_stop_cont, ()),
+                               ("kill of engine 2: stored offline, takeover, fallback",
+                                sc.step_kill_takeover, ()),
+                               ("strangers and a garbage-sending peer",
+                                sc.step_strangers, (certs,))):
+            try:
+                fn(*args)
+            except Exception as ex:  # later steps build on this one: stop here
+                failed.append(name)
+                say(f"FAIL {name}: {ex}")
+                for e in engines:
+                    say(f"engine {e.n} log tail:\n{e.tail()}")
+                break
+            say(f"PASS {name}")
+        for c in sc.clients:
+            c.close()
+    except XmppError as ex:
+        failed.append("setup")
+        say(f"FAIL setup: {ex}")
+    finally:
+        for e in engines:
+            e.stop()
+        for d in pgs:
+            pg_stop(d)
+        if not failed and not os.environ.get("DUET_TEST_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"kept {work} for inspection")
+    say("all passed" if not failed else f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
