@@ -30,6 +30,7 @@ struct ctl_conn {
 	uid_t uid;
 	pid_t pid;
 	int json;
+	int local;
 	int busy;                  /* a command runs and has not replied yet */
 	int replied;
 	void (*cancel)(void *arg);
@@ -50,6 +51,7 @@ struct ctl_server {
 
 void *ctl_conn_ctx(const struct ctl_conn *c) { return c->srv->ctx; }
 int ctl_conn_json(const struct ctl_conn *c) { return c->json; }
+int ctl_conn_local(const struct ctl_conn *c) { return c->local; }
 uid_t ctl_conn_uid(const struct ctl_conn *c) { return c->uid; }
 pid_t ctl_conn_pid(const struct ctl_conn *c) { return c->pid; }
 
@@ -213,6 +215,8 @@ static void conn_dispatch(struct ctl_conn *c, char *line)
 	for (; i < nfields && strncmp(fields[i], "--", 2) == 0; i++) {
 		if (strcmp(fields[i], "--json") == 0) {
 			c->json = 1;
+		} else if (strcmp(fields[i], "--local") == 0) {
+			c->local = 1;
 		} else {
 			ctl_reply_error(c, "usage", "unknown option %.40s", fields[i]);
 			return;
@@ -237,6 +241,10 @@ static void conn_dispatch(struct ctl_conn *c, char *line)
 	}
 	if (c->json && !cmd->json) {
 		ctl_reply_error(c, "usage", "%s has no --json output", cmd->name);
+		return;
+	}
+	if (c->local && !cmd->local) {
+		ctl_reply_error(c, "usage", "%s has no --local option", cmd->name);
 		return;
 	}
 	log_info("ctl: uid %u pid %ld: %s", (unsigned)c->uid, (long)c->pid, cmd->name);

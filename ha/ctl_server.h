@@ -22,6 +22,7 @@ struct ctl_command {
 	const char *args;  /* argument synopsis for usage errors: "JID PASSWORD" */
 	int min_args, max_args;
 	int json;          /* accepts --json */
+	int local;         /* accepts --local (pair: change this node only) */
 	ctl_exec_fn exec;
 };
 
@@ -42,6 +43,7 @@ void ctl_server_free(struct ctl_server *s);
 /* --- for commands --- */
 void *ctl_conn_ctx(const struct ctl_conn *c);
 int ctl_conn_json(const struct ctl_conn *c);       /* --json was given */
+int ctl_conn_local(const struct ctl_conn *c);      /* --local was given */
 uid_t ctl_conn_uid(const struct ctl_conn *c);
 pid_t ctl_conn_pid(const struct ctl_conn *c);
 /* Called, instead of any reply, if the server is freed while the command is still pending:

@@ -1,7 +1,11 @@
-/* srmctl user commands: add, del, passwd, list.  Accounts live in the node database's users
- * table with SCRAM-SHA-1 and SCRAM-SHA-256 salted keys, never passwords.  Deleting an account
- * or changing its password ends the user's sessions through the engine's `kick`. */
+/* srmctl user commands: add, del, passwd, assign, list.  Accounts live in the node database's
+ * users table with SCRAM-SHA-1 and SCRAM-SHA-256 salted keys, never passwords.  Deleting an
+ * account or changing its password ends the user's sessions through the engine's `kick`.
+ * On a pair every change is then forwarded to the peer (ha/prov.h) unless --local is given,
+ * and a new account's home node follows [ha] user_assignment_mode. */
 #include "ha/engine_child.h"
+#include "ha/pair.h"
+#include "ha/prov.h"
 #include "ha/srm.h"
 #include "lib/log.h"
 #include "lib/pg.h"
@@ -15,14 +19,27 @@
 #define LOCAL_MAX 1023
 #define PASSWORD_MAX 1023
 
+/* Query parameters for one hash's credentials: salt, iterations, stored key, server key. */
+struct creds_params {
+	char salt[2 * SCRAM_MAX_SALT + 3];
+	char iter[16];
+	char stored[2 * SCRAM_MAX_KEY + 3];
+	char server[2 * SCRAM_MAX_KEY + 3];
+};
+
 struct user_op {
 	struct ctl_conn *c;
 	struct srm *srm;
 	struct pg_req *req;
 	struct engine_child_req *ereq;
+	struct prov_call *call;
 	char local[LOCAL_MAX + 1];
 	char jid[LOCAL_MAX + 1 + CFG_NAME + 1];
 	const char *done; /* "deleted", "password changed" */
+	int forward;      /* a pair without --local: apply on the peer too */
+	enum ha_prov_op fwd_op;
+	int home;         /* the account's home node (0 = unassigned) once known */
+	struct creds_params s1, s256;
 };
 
 /* Length of the UTF-8 sequence at p (well-formed, no overlongs or surrogates), 0 if bad. */
@@ -135,14 +152,6 @@ static void hex_bytea(const unsigned char *b, size_t n, char *out)
 	*out = '\0';
 }
 
-/* Query parameters for one hash's credentials: salt, iterations, stored key, server key. */
-struct creds_params {
-	char salt[2 * SCRAM_MAX_SALT + 3];
-	char iter[16];
-	char stored[2 * SCRAM_MAX_KEY + 3];
-	char server[2 * SCRAM_MAX_KEY + 3];
-};
-
 static void creds_params_fill(const struct scram_creds *cr, struct creds_params *p)
 {
 	hex_bytea(cr->salt, cr->salt_len, p->salt);
@@ -191,6 +200,16 @@ static struct user_op *op_new(struct ctl_conn *c, const char *jid_arg)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
 	snprintf(op->jid, sizeof op->jid, "%s@%s", op->local, domain);
+	op->forward = srm->pair && !ctl_conn_local(c);
+	if (op->forward && !pair_peer_reachable(srm->pair)) {
+		/* Checked first so that nothing changes on either node. */
+		ctl_reply_error(c, "peer-unreachable",
+				"node %d (the peer) is unreachable over the peer link: nothing "
+				"changed (--local changes this node only)",
+				pair_peer_node(srm->pair));
+		free(op);
+		return NULL;
+	}
 	return op;
 }
 
@@ -201,13 +220,68 @@ static void op_cancel(void *arg)
 		pg_req_cancel(op->req);
 	if (op->ereq)
 		engine_child_req_cancel(op->ereq);
+	if (op->call)
+		prov_call_cancel(op->call);
 	free(op);
 }
 
+static void op_reply_error(struct user_op *op, const char *code, const char *msg);
+
+static void on_forward_done(void *arg, enum ha_prov_status st, const char *msg)
+{
+	struct user_op *op = arg;
+	op->call = NULL;
+	struct srm *srm = op->srm;
+	int peer = srm->pair ? pair_peer_node(srm->pair) : 0;
+	if (st == HA_PROV_OK) {
+		ctl_body_printf(op->c, "node %d: %s\n", peer, msg);
+		ctl_reply_ok(op->c);
+		free(op);
+		return;
+	}
+	char line[600];
+	snprintf(line, sizeof line,
+		 "done on node %ld, but node %d failed: %s (repeat the command; the peer applies "
+		 "it idempotently)",
+		 srm->cfg.node_id, peer, msg);
+	op_reply_error(op, st == HA_PROV_NOT_FOUND ? "not-found" : "peer", line);
+}
+
+static void fill_creds(struct ha_prov_creds *out, const struct creds_params *in)
+{
+	snprintf(out->salt, sizeof out->salt, "%s", in->salt);
+	snprintf(out->iter, sizeof out->iter, "%.11s", in->iter);
+	snprintf(out->stored, sizeof out->stored, "%s", in->stored);
+	snprintf(out->server, sizeof out->server, "%s", in->server);
+}
+
+/* The local change is done: on a pair, apply it on the peer before answering. */
 static void op_reply_ok(struct user_op *op)
 {
-	ctl_reply_ok(op->c);
-	free(op);
+	if (!op->forward) {
+		ctl_reply_ok(op->c);
+		free(op);
+		return;
+	}
+	struct ha_prov_req req;
+	memset(&req, 0, sizeof req);
+	req.op = op->fwd_op;
+	req.home = (uint8_t)op->home;
+	snprintf(req.user, sizeof req.user, "%s", op->local);
+	if (req.op == HA_PROV_UPSERT) {
+		fill_creds(&req.sha1, &op->s1);
+		fill_creds(&req.sha256, &op->s256);
+	}
+	char why[200];
+	op->call = prov_forward(op->srm->prov, &req, on_forward_done, op, why, sizeof why);
+	if (!op->call) {
+		char line[400];
+		snprintf(line, sizeof line, "done on node %ld, but not on node %d: %s",
+			 op->srm->cfg.node_id, pair_peer_node(op->srm->pair), why);
+		op_reply_error(op, "peer", line);
+		return;
+	}
+	ctl_conn_set_cancel(op->c, op_cancel, op);
 }
 
 static void op_reply_error(struct user_op *op, const char *code, const char *msg)
@@ -296,9 +370,36 @@ static void on_add_result(void *arg, PGresult *res, const char *errmsg)
 		op_reply_error(op, "exists", msg);
 		return;
 	}
-	log_info("user: %s added (home node %ld)", op->jid, op->srm->cfg.node_id);
-	ctl_body_printf(op->c, "%s: added (home node %ld)\n", op->jid, op->srm->cfg.node_id);
+	op->home = atoi(PQgetvalue(res, 0, 1));
+	op->fwd_op = HA_PROV_UPSERT;
+	if (op->home) {
+		log_info("user: %s added (home node %d)", op->jid, op->home);
+		ctl_body_printf(op->c, "%s: added (home node %d)\n", op->jid, op->home);
+	} else {
+		log_info("user: %s added (unassigned)", op->jid);
+		ctl_body_printf(op->c, "%s: added (unassigned: cannot log in until assigned)\n",
+				op->jid);
+	}
 	op_reply_ok(op);
+}
+
+/* The home node of a new account: this node on a single node; on a pair, by
+ * user_assignment_mode (Balanced: the home node with fewer accounts, node 1 on a tie;
+ * Active-Standby: node 1; None: unassigned). */
+static const char *home_expr(const struct srm *srm, char *buf, size_t len)
+{
+	const char *mode = srm->cfg.ha_user_assignment_mode;
+	if (!srm->pair)
+		snprintf(buf, len, "%ld", srm->cfg.node_id);
+	else if (strcmp(mode, "active-standby") == 0)
+		snprintf(buf, len, "1");
+	else if (strcmp(mode, "none") == 0)
+		snprintf(buf, len, "0");
+	else
+		snprintf(buf, len, "(SELECT CASE WHEN count(*) FILTER (WHERE home_node = 2) <"
+				   " count(*) FILTER (WHERE home_node = 1) THEN 2 ELSE 1 END"
+				   " FROM users)");
+	return buf;
 }
 
 static void cmd_user_add(struct ctl_conn *c, int argc, char **argv)
@@ -312,22 +413,23 @@ static void cmd_user_add(struct ctl_conn *c, int argc, char **argv)
 			       "characters");
 		return;
 	}
-	struct creds_params s1, s256;
-	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &s1, &s256) < 0) {
+	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &op->s1, &op->s256) <
+	    0) {
 		op_reply_error(op, "internal", "credential derivation failed");
 		return;
 	}
-	char home[16];
-	snprintf(home, sizeof home, "%ld", op->srm->cfg.node_id);
-	const char *params[] = {op->local, home,      s1.salt,   s1.iter,      s1.stored,
-				s1.server, s256.salt, s256.iter, s256.stored, s256.server};
-	op_query(op,
+	char home[256], sql[1024];
+	snprintf(sql, sizeof sql,
 		 "INSERT INTO users (username, home_node, sha1_salt, sha1_iter, sha1_stored,"
 		 " sha1_server, sha256_salt, sha256_iter, sha256_stored, sha256_server)"
-		 " VALUES ($1, $2::int, $3::bytea, $4::int, $5::bytea, $6::bytea, $7::bytea,"
-		 " $8::int, $9::bytea, $10::bytea)"
-		 " ON CONFLICT (username) DO NOTHING RETURNING username",
-		 10, params, on_add_result);
+		 " VALUES ($1, %s, $2::bytea, $3::int, $4::bytea, $5::bytea, $6::bytea,"
+		 " $7::int, $8::bytea, $9::bytea)"
+		 " ON CONFLICT (username) DO NOTHING RETURNING username, home_node",
+		 home_expr(op->srm, home, sizeof home));
+	const char *params[] = {op->local,     op->s1.salt,     op->s1.iter,
+				op->s1.stored, op->s1.server,   op->s256.salt,
+				op->s256.iter, op->s256.stored, op->s256.server};
+	op_query(op, sql, 9, params, on_add_result);
 }
 
 /* --- user passwd --- */
@@ -335,14 +437,17 @@ static void cmd_user_add(struct ctl_conn *c, int argc, char **argv)
 static void on_passwd_result(void *arg, PGresult *res, const char *errmsg)
 {
 	struct user_op *op = arg;
-	if (!op_check_result(op, res, errmsg, PGRES_COMMAND_OK))
+	if (!op_check_result(op, res, errmsg, PGRES_TUPLES_OK))
 		return;
-	if (strcmp(PQcmdTuples(res), "0") == 0) {
+	if (PQntuples(res) == 0) {
 		char msg[sizeof op->jid + 32];
 		snprintf(msg, sizeof msg, "no user %s", op->jid);
 		op_reply_error(op, "not-found", msg);
 		return;
 	}
+	/* The peer gets the whole account, so a peer that missed it is repaired. */
+	op->home = atoi(PQgetvalue(res, 0, 0));
+	op->fwd_op = HA_PROV_UPSERT;
 	log_info("user: %s password changed", op->jid);
 	op->done = "password changed";
 	op_kick(op);
@@ -359,18 +464,19 @@ static void cmd_user_passwd(struct ctl_conn *c, int argc, char **argv)
 			       "characters");
 		return;
 	}
-	struct creds_params s1, s256;
-	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &s1, &s256) < 0) {
+	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &op->s1, &op->s256) <
+	    0) {
 		op_reply_error(op, "internal", "credential derivation failed");
 		return;
 	}
-	const char *params[] = {op->local, s1.salt,   s1.iter,     s1.stored,  s1.server,
-				s256.salt, s256.iter, s256.stored, s256.server};
+	const char *params[] = {op->local,     op->s1.salt,     op->s1.iter,
+				op->s1.stored, op->s1.server,   op->s256.salt,
+				op->s256.iter, op->s256.stored, op->s256.server};
 	op_query(op,
 		 "UPDATE users SET sha1_salt = $2::bytea, sha1_iter = $3::int,"
 		 " sha1_stored = $4::bytea, sha1_server = $5::bytea, sha256_salt = $6::bytea,"
 		 " sha256_iter = $7::int, sha256_stored = $8::bytea, sha256_server = $9::bytea"
-		 " WHERE username = $1",
+		 " WHERE username = $1 RETURNING home_node",
 		 9, params, on_passwd_result);
 }
 
@@ -388,6 +494,7 @@ static void on_del_result(void *arg, PGresult *res, const char *errmsg)
 		return;
 	}
 	log_info("user: %s deleted", op->jid);
+	op->fwd_op = HA_PROV_DELETE;
 	op->done = "deleted";
 	op_kick(op);
 }
@@ -399,6 +506,51 @@ static void cmd_user_del(struct ctl_conn *c, int argc, char **argv)
 		return;
 	const char *params[] = {op->local};
 	op_query(op, "DELETE FROM users WHERE username = $1", 1, params, on_del_result);
+}
+
+/* --- user assign --- */
+
+static void on_assign_result(void *arg, PGresult *res, const char *errmsg)
+{
+	struct user_op *op = arg;
+	if (!op_check_result(op, res, errmsg, PGRES_COMMAND_OK))
+		return;
+	if (strcmp(PQcmdTuples(res), "0") == 0) {
+		char msg[sizeof op->jid + 32];
+		snprintf(msg, sizeof msg, "no user %s", op->jid);
+		op_reply_error(op, "not-found", msg);
+		return;
+	}
+	op->fwd_op = HA_PROV_ASSIGN;
+	if (op->home)
+		ctl_body_printf(op->c, "%s: assigned to home node %d\n", op->jid, op->home);
+	else
+		ctl_body_printf(op->c, "%s: unassigned\n", op->jid);
+	log_info("user: %s assigned to home node %d", op->jid, op->home);
+	op_reply_ok(op);
+}
+
+/* NODE is 1, 2, or none (unassigned: the user cannot log in). */
+static void cmd_user_assign(struct ctl_conn *c, int argc, char **argv)
+{
+	int home;
+	if (strcmp(argv[1], "1") == 0 || strcmp(argv[1], "2") == 0)
+		home = argv[1][0] - '0';
+	else if (strcmp(argv[1], "none") == 0 || strcmp(argv[1], "0") == 0)
+		home = 0;
+	else {
+		ctl_reply_error(c, "usage", "NODE must be 1, 2 or none");
+		return;
+	}
+	struct user_op *op = op_new(c, argv[0]);
+	if (!op)
+		return;
+	op->home = home;
+	char h[8];
+	snprintf(h, sizeof h, "%d", home);
+	const char *params[] = {op->local, h};
+	op_query(op, "UPDATE users SET home_node = $2::int WHERE username = $1", 2, params,
+		 on_assign_result);
 }
 
 /* --- user list --- */
@@ -477,9 +629,10 @@ static void cmd_user_list(struct ctl_conn *c, int argc, char **argv)
 }
 
 const struct ctl_command ctl_user_commands[] = {
-	{"user add", "JID PASSWORD", 2, 2, 0, cmd_user_add},
-	{"user del", "JID", 1, 1, 0, cmd_user_del},
-	{"user passwd", "JID PASSWORD", 2, 2, 0, cmd_user_passwd},
-	{"user list", "", 0, 0, 1, cmd_user_list},
-	{NULL, NULL, 0, 0, 0, NULL},
+	{"user add", "JID PASSWORD", 2, 2, 0, 1, cmd_user_add},
+	{"user del", "JID", 1, 1, 0, 1, cmd_user_del},
+	{"user passwd", "JID PASSWORD", 2, 2, 0, 1, cmd_user_passwd},
+	{"user assign", "JID NODE", 2, 2, 0, 1, cmd_user_assign},
+	{"user list", "", 0, 0, 1, 0, cmd_user_list},
+	{NULL, NULL, 0, 0, 0, 0, NULL},
 };

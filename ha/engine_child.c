@@ -614,6 +614,18 @@ int engine_child_start(struct engine_child *ec)
 	return 0;
 }
 
+void engine_child_restart_now(struct engine_child *ec)
+{
+	if (ec->state == ENGINE_BACKOFF) {
+		evtimer_del(ec->ev_restart);
+		ec_set_state(ec, ENGINE_IDLE);
+	}
+	if (ec->state != ENGINE_IDLE && ec->state != ENGINE_FAULT)
+		return;
+	log_info("engine: restart requested by Recovery");
+	engine_child_start(ec);
+}
+
 int engine_child_set_serve(struct engine_child *ec, const char *serve)
 {
 	if (!*serve || strlen(serve) >= sizeof ec->serve || strpbrk(serve, " \t\r\n"))

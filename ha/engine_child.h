@@ -40,6 +40,9 @@ void engine_child_free(struct engine_child *ec);
 int engine_child_set_serve(struct engine_child *ec, const char *serve);
 /* Start the engine (state IDLE or FAULT).  0, or -1 if fork/socketpair failed. */
 int engine_child_start(struct engine_child *ec);
+/* Recovery: start the engine now if it is waiting for a restart (backoff), stopped or in
+ * a configuration fault, with the backoff reset.  A running engine is left alone. */
+void engine_child_restart_now(struct engine_child *ec);
 /* Send `stop`, wait with doubling delays up to 5 s, then SIGKILL; done(arg) runs once the
  * process is gone (at once, before returning, when no process runs). */
 void engine_child_stop(struct engine_child *ec, void (*done)(void *arg), void *arg);

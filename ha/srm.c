@@ -3,6 +3,8 @@
 
 #include "ha/db_health.h"
 #include "ha/engine_child.h"
+#include "ha/pair.h"
+#include "ha/prov.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/schema.h"
@@ -16,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SRM_POOL_CONNS 2 /* one for health checks, one for operator commands */
+#define SRM_POOL_CONNS 3 /* health checks, operator commands, the pair's counters */
 
 int srm_db_prepare(const struct duet_config *cfg, int timeout_s, char *err, size_t errlen)
 {
@@ -48,6 +50,11 @@ int srm_db_prepare(const struct duet_config *cfg, int timeout_s, char *err, size
 	return rc;
 }
 
+int srm_is_pair(const struct duet_config *cfg)
+{
+	return cfg->peer_address[0] || cfg->peer_listen[0];
+}
+
 void srm_status_refresh(struct srm *srm)
 {
 	/* Stopping the engine on request is not a failure: keep the last state. */
@@ -69,11 +76,22 @@ void srm_status_refresh(struct srm *srm)
 static void on_engine_change(void *arg)
 {
 	struct srm *srm = arg;
-	if (srm->db)
+	if (!srm->db)
+		return;
+	if (srm->pair)
+		pair_services_changed(srm->pair);
+	else
 		srm_status_refresh(srm);
 }
 
-static void on_db_change(void *arg) { srm_status_refresh(arg); }
+static void on_db_change(void *arg)
+{
+	struct srm *srm = arg;
+	if (srm->pair)
+		pair_services_changed(srm->pair);
+	else
+		srm_status_refresh(srm);
+}
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
@@ -88,6 +106,16 @@ static void on_engine_stopped(void *arg)
 	event_base_loopbreak(srm->base);
 }
 
+/* Pair: the engine stopped or the goodbye was flushed; exit when both are done. */
+static void on_stop_part(void *arg)
+{
+	struct srm *srm = arg;
+	if (--srm->stop_pending > 0)
+		return;
+	log_info("srmd: engine stopped and peer told, exiting");
+	event_base_loopbreak(srm->base);
+}
+
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
 	struct srm *srm = arg;
@@ -95,9 +123,18 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 		log_info("srmd: signal %d: already stopping", (int)sig);
 		return;
 	}
-	log_info("srmd: signal %d: stopping the engine", (int)sig);
 	srm->stopping = 1;
-	engine_child_stop(srm->engine, on_engine_stopped, srm);
+	if (!srm->pair) {
+		log_info("srmd: signal %d: stopping the engine", (int)sig);
+		engine_child_stop(srm->engine, on_engine_stopped, srm);
+		return;
+	}
+	/* The goodbye first: the peer takes this node's users at once (Peer Reboot) instead
+	 * of waiting for a Peer Down. */
+	log_info("srmd: signal %d: goodbye to the peer, stopping the engine", (int)sig);
+	srm->stop_pending = 2;
+	pair_goodbye(srm->pair, on_stop_part, srm);
+	engine_child_stop(srm->engine, on_stop_part, srm);
 }
 
 /* Default engine: the presenced next to our own executable. */
@@ -154,6 +191,7 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	}
 	ctl_server_add_commands(srm->ctl, ctl_user_commands);
 	ctl_server_add_commands(srm->ctl, ctl_status_commands);
+	ctl_server_add_commands(srm->ctl, ctl_ha_commands);
 
 	srm->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, srm);
 	srm->ev_sigterm = evsignal_new(base, SIGTERM, on_sigterm, srm);
@@ -176,11 +214,24 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	log_info("srmd: node %ld (%s), domain %s, engine %s", srm->cfg.node_id,
+		 srm->cfg.node_name, srm->cfg.domain, srm->engine_program);
+	if (srm_is_pair(&srm->cfg)) {
+		/* The state machine decides what the engine serves, and starts it. */
+		srm->prov = prov_new(srm);
+		if (!srm->prov) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		srm->pair = pair_new(srm, err, errlen);
+		if (!srm->pair)
+			return -1;
+		pair_start(srm->pair);
+		return 0;
+	}
 	char serve[32];
 	snprintf(serve, sizeof serve, "%ld", srm->cfg.node_id);
 	engine_child_set_serve(srm->engine, serve);
-	log_info("srmd: node %ld (%s), domain %s, engine %s", srm->cfg.node_id,
-		 srm->cfg.node_name, srm->cfg.domain, srm->engine_program);
 	engine_child_start(srm->engine);
 	srm_status_refresh(srm);
 	return 0;
@@ -191,6 +242,10 @@ void srm_free(struct srm *srm)
 	/* Commands first: they hold requests on the engine and the pool. */
 	ctl_server_free(srm->ctl);
 	srm->ctl = NULL;
+	prov_free(srm->prov);
+	srm->prov = NULL;
+	pair_free(srm->pair);
+	srm->pair = NULL;
 	db_health_free(srm->db);
 	srm->db = NULL;
 	engine_child_free(srm->engine);

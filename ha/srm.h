@@ -1,7 +1,6 @@
-/* srmd's single-node core: the pieces srmd.c's main() wires together on one event loop, and
- * the context the control commands see.  The pair (heartbeat, HA state machine) will add
- * its own members here and take over node_status; supervision, the control socket, the
- * commands and the status rules stay in their own files. */
+/* srmd's core: the pieces srmd.c's main() wires together on one event loop, and the context
+ * the control commands see.  On a single node (no [peer]) node_status holds the state; on a
+ * pair, pair (ha/pair.h: the state machine and the peer link) owns it. */
 #ifndef DUET_SRM_H
 #define DUET_SRM_H
 
@@ -17,6 +16,8 @@ struct event_base;
 struct pg_pool;
 struct engine_child;
 struct db_health;
+struct pair;
+struct prov;
 
 struct srm {
 	struct event_base *base;
@@ -27,7 +28,10 @@ struct srm {
 	struct engine_child *engine;
 	struct db_health *db;
 	struct ctl_server *ctl;
-	struct node_status status;
+	struct node_status status; /* single node only */
+	struct pair *pair;         /* NULL on a single node */
+	struct prov *prov;         /* provisioning forwarded to the peer (pair only) */
+	int stop_pending;          /* pair: parts still stopping (engine, goodbye) */
 	struct event *ev_sigchld, *ev_sigterm, *ev_sigint;
 	time_t started;
 	int stopping;
@@ -41,11 +45,14 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	      size_t errlen);
 /* After the loop has ended: free everything (kills an engine that is somehow still up). */
 void srm_free(struct srm *srm);
+/* Whether a peer is configured ([peer] peer_address or listen). */
+int srm_is_pair(const struct duet_config *cfg);
 /* Recompute node_status from the engine and database supervisors. */
 void srm_status_refresh(struct srm *srm);
 
 /* Command tables (ctl_users.c, ctl_status.c). */
 extern const struct ctl_command ctl_user_commands[];
 extern const struct ctl_command ctl_status_commands[];
+extern const struct ctl_command ctl_ha_commands[];
 
 #endif

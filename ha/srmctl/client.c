@@ -53,7 +53,7 @@ static int connect_srmd(const char *path)
 static int send_request(int fd, const struct srmctl_env *env, const char *const *fields,
 			int nfields)
 {
-	size_t len = 2 + (env->json ? 7 : 0);
+	size_t len = 2 + (env->json ? 7 : 0) + (env->local ? 8 : 0);
 	for (int i = 0; i < nfields; i++)
 		len += strlen(fields[i]) + 1;
 	char *line = malloc(len + 1);
@@ -63,6 +63,8 @@ static int send_request(int fd, const struct srmctl_env *env, const char *const 
 	p += sprintf(p, "1");
 	if (env->json)
 		p += sprintf(p, "\t--json");
+	if (env->local)
+		p += sprintf(p, "\t--local");
 	for (int i = 0; i < nfields; i++) {
 		size_t n = strlen(fields[i]);
 		*p++ = '\t';

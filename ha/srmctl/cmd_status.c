@@ -11,7 +11,7 @@ static int exec_status(const struct srmctl_env *env, int argc, char **argv)
 
 const struct srmctl_cmd srmctl_status_cmds[] = {
 	{"status", "[--json]",
-	 "node state and reason, engine and database health, sessions, users, restarts", 1,
-	 exec_status},
-	{0, 0, 0, 0, 0},
+	 "node state and reason (both nodes of a pair), engine and database health, sessions", 1,
+	 0, exec_status},
+	{0, 0, 0, 0, 0, 0},
 };

@@ -87,6 +87,18 @@ static int exec_user_del(const struct srmctl_env *env, int argc, char **argv)
 	return srmctl_request(env, fields, 3);
 }
 
+static int exec_user_assign(const struct srmctl_env *env, int argc, char **argv)
+{
+	if (argc != 2)
+		return srmctl_usage_error(&srmctl_user_cmds[4], "expected a JID and a node");
+	if (strcmp(argv[1], "1") != 0 && strcmp(argv[1], "2") != 0 && strcmp(argv[1], "none") != 0)
+		return srmctl_usage_error(&srmctl_user_cmds[4], "NODE must be 1, 2 or none");
+	if (srmctl_check_field("the JID", argv[0]) < 0)
+		return SRMCTL_USAGE;
+	const char *fields[] = {"user", "assign", argv[0], argv[1]};
+	return srmctl_request(env, fields, 4);
+}
+
 static int exec_user_list(const struct srmctl_env *env, int argc, char **argv)
 {
 	if (argc != 0)
@@ -97,11 +109,14 @@ static int exec_user_list(const struct srmctl_env *env, int argc, char **argv)
 
 /* The exec functions above index this table: keep the order. */
 const struct srmctl_cmd srmctl_user_cmds[] = {
-	{"user add", "JID PASSWORD", "create an account (PASSWORD - reads it from stdin)", 0,
-	 exec_user_add},
-	{"user del", "JID", "delete an account and end its sessions", 0, exec_user_del},
-	{"user passwd", "JID PASSWORD", "change a password (- reads it from stdin)", 0,
-	 exec_user_passwd},
-	{"user list", "[--json]", "list accounts with their home node", 1, exec_user_list},
-	{NULL, NULL, NULL, 0, NULL},
+	{"user add", "[--local] JID PASSWORD",
+	 "create an account (PASSWORD - reads it from stdin)", 0, 1, exec_user_add},
+	{"user del", "[--local] JID", "delete an account and end its sessions", 0, 1,
+	 exec_user_del},
+	{"user passwd", "[--local] JID PASSWORD", "change a password (- reads it from stdin)", 0,
+	 1, exec_user_passwd},
+	{"user list", "[--json]", "list accounts with their home node", 1, 0, exec_user_list},
+	{"user assign", "[--local] JID NODE", "set the home node (1, 2 or none)", 0, 1,
+	 exec_user_assign},
+	{NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -11,14 +11,16 @@
 static const struct srmctl_cmd *const tables[] = {
 	srmctl_user_cmds,
 	srmctl_status_cmds,
+	srmctl_ha_cmds,
 	srmctl_help_cmds,
 };
 #define NTABLES (sizeof tables / sizeof tables[0])
 
 static void usage_print(FILE *f)
 {
-	fprintf(f, "usage: srmctl [-s SOCKET] [--json] COMMAND [ARGS...]\n"
+	fprintf(f, "usage: srmctl [-s SOCKET] [--json] [--local] COMMAND [ARGS...]\n"
 		   "  -s SOCKET  srmd's control socket (default $DUET_CTL, else %s)\n"
+		   "  --local    user commands on a pair: change this node's database only\n"
 		   "commands:\n",
 		SRMCTL_DEFAULT_SOCKET);
 	for (size_t t = 0; t < NTABLES; t++)
@@ -50,8 +52,8 @@ static int exec_help(const struct srmctl_env *env, int argc, char **argv)
 }
 
 const struct srmctl_cmd srmctl_help_cmds[] = {
-	{"help", "", "this list", 0, exec_help},
-	{0, 0, 0, 0, 0},
+	{"help", "", "this list", 0, 0, exec_help},
+	{0, 0, 0, 0, 0, 0},
 };
 
 /* The command whose words start args, longest first; *nwords gets how many it used. */
@@ -80,7 +82,7 @@ static const struct srmctl_cmd *command_find(int argc, char **argv, int *nwords)
 
 int main(int argc, char **argv)
 {
-	struct srmctl_env env = {getenv("DUET_CTL"), 0};
+	struct srmctl_env env = {getenv("DUET_CTL"), 0, 0};
 	if (!env.socket || !*env.socket)
 		env.socket = SRMCTL_DEFAULT_SOCKET;
 	int i = 1;
@@ -91,6 +93,8 @@ int main(int argc, char **argv)
 			env.socket = argv[i] + 2;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			env.json = 1;
+		} else if (strcmp(argv[i], "--local") == 0) {
+			env.local = 1;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage_print(stdout);
 			return SRMCTL_OK;
@@ -123,7 +127,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "srmctl: out of memory\n");
 		return SRMCTL_UNREACHABLE;
 	}
-	for (int k = i + nwords; k < argc; k++) {
+	int k = i + nwords;
+	/* --local right after the command words (before a password that could read --local). */
+	if (cmd->local && k < argc && strcmp(argv[k], "--local") == 0) {
+		env.local = 1;
+		k++;
+	}
+	for (; k < argc; k++) {
 		if (cmd->json && strcmp(argv[k], "--json") == 0)
 			env.json = 1;
 		else
@@ -132,6 +142,8 @@ int main(int argc, char **argv)
 	int rc;
 	if (env.json && !cmd->json)
 		rc = srmctl_usage_error(cmd, "--json is not available for this command");
+	else if (env.local && !cmd->local)
+		rc = srmctl_usage_error(cmd, "--local is not available for this command");
 	else
 		rc = cmd->exec(&env, cargc, cargv);
 	free(cargv);

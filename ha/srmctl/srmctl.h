@@ -13,6 +13,7 @@
 struct srmctl_env {
 	const char *socket;
 	int json;
+	int local; /* --local: on a pair, change this node only */
 };
 
 /* args: what follows the command words.  Returns the exit code. */
@@ -23,11 +24,13 @@ struct srmctl_cmd {
 	const char *args;  /* "JID PASSWORD" */
 	const char *help;  /* one line */
 	int json;          /* accepts --json */
+	int local;         /* accepts --local */
 	srmctl_exec_fn exec;
 };
 
 extern const struct srmctl_cmd srmctl_user_cmds[];
 extern const struct srmctl_cmd srmctl_status_cmds[];
+extern const struct srmctl_cmd srmctl_ha_cmds[];
 extern const struct srmctl_cmd srmctl_help_cmds[];
 
 /* Send the request ("1", --json if asked, then fields), print the body on stdout and an
