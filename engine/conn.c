@@ -48,6 +48,10 @@ struct conn {
 	struct user *user; /* held while binding */
 	char *bind_want;   /* resource asked for while binding */
 	char bind_id[128]; /* iq id of the bind request */
+	/* A stream error owed once the client restarts the stream after SASL (a redirect:
+	 * clients expect it on the new stream, RFC 6120 §6.4.6). */
+	const char *deferred_condition;
+	char deferred_text[256];
 	time_t opened, last_read, last_write, closing_since;
 	struct conn *prev, *next;
 };
@@ -463,6 +467,10 @@ static void xs_open(void *arg, const char *name, const char **attrs)
 		return;
 	}
 	send_header(c);
+	if (c->deferred_condition) {
+		conn_stream_error(c, c->deferred_condition, c->deferred_text);
+		return;
+	}
 	send_features(c);
 	c->phase = c->authenticated ? PH_PRE_BIND : PH_PRE_AUTH;
 }
@@ -568,12 +576,11 @@ void conn_auth_succeeded(struct conn *c, const char *username)
 	}
 	c->authenticated = true;
 	if (!engine_serves(c->home_node)) {
-		const char *to = server.redirect[c->home_node];
-		if (to[0])
-			conn_stream_error(c, "see-other-host", to);
-		else
-			conn_stream_error(c, "reset", "your home node is not served right now");
-		return;
+		bool known = c->home_node >= 1 && c->home_node <= MAX_HOME_NODES;
+		const char *to = known ? server.redirect[c->home_node] : "";
+		c->deferred_condition = to[0] ? "see-other-host" : "reset";
+		snprintf(c->deferred_text, sizeof c->deferred_text, "%s",
+			 to[0] ? to : "your home node is not served right now");
 	}
 	c->header_sent = false;
 	c->phase = PH_HEADER;
