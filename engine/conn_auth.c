@@ -233,6 +233,28 @@ static long decode_payload(struct conn *c, struct xml_node *el, unsigned char **
 	return len;
 }
 
+/* Decode the base64 payload of <auth/> or <response/> and take the next SASL step. */
+static void step_with(struct conn *c, struct sasl_server *s, struct xml_node *el)
+{
+	unsigned char *buf = NULL;
+	long len = decode_payload(c, el, &buf);
+	if (len == -2) {
+		free(buf);
+		conn_stream_error(c, "resource-constraint", NULL);
+		return;
+	}
+	if (len < 0) {
+		free(buf);
+		auth_fail(c, "incorrect-encoding");
+		return;
+	}
+	const unsigned char *out = NULL;
+	size_t outlen = 0;
+	enum sasl_result r = sasl_server_step(s, buf, (size_t)len, &out, &outlen);
+	free(buf);
+	handle_result(c, r, out, outlen);
+}
+
 void auth_start(struct conn *c, struct xml_node *auth)
 {
 	if (auth_throttled(conn_ip(c))) {
@@ -258,23 +280,7 @@ void auth_start(struct conn *c, struct xml_node *auth)
 	}
 	*conn_sasl_slot(c) = s;
 	conn_set_mech(c, mech);
-	unsigned char *buf = NULL;
-	long len = decode_payload(c, auth, &buf);
-	if (len == -2) {
-		free(buf);
-		conn_stream_error(c, "resource-constraint", NULL);
-		return;
-	}
-	if (len < 0) {
-		free(buf);
-		auth_fail(c, "incorrect-encoding");
-		return;
-	}
-	const unsigned char *out = NULL;
-	size_t outlen = 0;
-	enum sasl_result r = sasl_server_step(s, buf, (size_t)len, &out, &outlen);
-	free(buf);
-	handle_result(c, r, out, outlen);
+	step_with(c, s, auth);
 }
 
 void auth_response(struct conn *c, struct xml_node *resp)
@@ -285,23 +291,7 @@ void auth_response(struct conn *c, struct xml_node *resp)
 		auth_fail(c, "malformed-request");
 		return;
 	}
-	unsigned char *buf = NULL;
-	long len = decode_payload(c, resp, &buf);
-	if (len == -2) {
-		free(buf);
-		conn_stream_error(c, "resource-constraint", NULL);
-		return;
-	}
-	if (len < 0) {
-		free(buf);
-		auth_fail(c, "incorrect-encoding");
-		return;
-	}
-	const unsigned char *out = NULL;
-	size_t outlen = 0;
-	enum sasl_result r = sasl_server_step(s, buf, (size_t)len, &out, &outlen);
-	free(buf);
-	handle_result(c, r, out, outlen);
+	step_with(c, s, resp);
 }
 
 void auth_abort(struct conn *c)
