@@ -79,8 +79,8 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ENGINE_A) $(HA_A) $(LIB_A)
 # then integration and interop tests against real PostgreSQL and real processes.
 check:
 	contrib/install-deps test
-	$(MAKE) SAN=1 all units
-	$(MAKE) fuzz-build
+	$(MAKE) -j2 SAN=1 all units
+	$(MAKE) -j2 fuzz-build
 	tests/run build/san
 
 units: $(UNIT_BINS)
@@ -99,12 +99,18 @@ bench:
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BUILD := build/fuzz
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
-	-fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fno-omit-frame-pointer \
+	-fsanitize=fuzzer-no-link,address,undefined -MMD -MP
 FUZZ_SECONDS ?= 60
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(ENGINE_SRC) $(LIB_SRC)
+# The engine and lib are compiled once for every target (instrumented, no main).
+FUZZ_A := $(FUZZ_BUILD)/libfuzzed.a
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRC) $(LIB_SRC) $(LIBS)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_A): $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_A)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_A) $(LIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
