@@ -210,6 +210,12 @@ class Client(slixmpp.ClientXMPP):
         ssl_obj = self.transport.get_extra_info("ssl_object") if self.transport else None
         return "starttls" in self.features and ssl_obj is not None
 
+    def begin_login(self):
+        """Begin connecting (STARTTLS required) without waiting: for callers that watch
+        the outcome themselves (session_started, stream_error, connect_error, ...)."""
+        self._connect_at = time.monotonic()
+        self.connect(address=self.address_tuple, force_starttls=True)
+
     async def login(self, timeout=20):
         """Connect with STARTTLS required, authenticate, bind, fetch the roster, send
         initial presence.  Raises XmppFailure with the reason on any failure."""
