@@ -236,7 +236,9 @@ static void ctl_line(char *line)
 		clock_gettime(CLOCK_MONOTONIC, &server.login_refill);
 		ctl_printf("throttle ok");
 	} else if (!strcmp(cmd, "health") && argc == 2) {
-		const char *problem = pg_pool_connected(server.db) > 0 ? "ok" : "db-down";
+		const char *problem = !listeners_alive()		    ? "no-listener"
+				      : pg_pool_connected(server.db) > 0 ? "ok"
+									 : "db-down";
 		ctl_printf("health %s %s", argv[1], problem);
 	} else if (!strcmp(cmd, "stats")) {
 		cmd_stats();

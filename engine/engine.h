@@ -270,6 +270,9 @@ void iq_to_local(const struct jid *to, struct xml_node *iq);
 void vcard_iq(struct resource *res, struct xml_node *iq, const char *owner);
 void last_store(struct user *u);
 
+/* --- listener.c --- */
+bool listeners_alive(void);
+
 /* --- control.c --- */
 void control_open(int fd);
 void control_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -39,6 +39,23 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss, int *len)
 	return evutil_parse_sockaddr_port(s, (struct sockaddr *)ss, len);
 }
 
+#define MAX_LISTENERS 4
+static struct evconnlistener *listeners[MAX_LISTENERS];
+static int nlisteners;
+
+/* Health: every listening socket still accepts (SO_ACCEPTCONN), not just "the pid lives". */
+bool listeners_alive(void)
+{
+	for (int i = 0; i < nlisteners; i++) {
+		int on = 0;
+		socklen_t len = sizeof on;
+		evutil_socket_t fd = evconnlistener_get_fd(listeners[i]);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0 || !on)
+			return false;
+	}
+	return nlisteners > 0;
+}
+
 struct evconnlistener *listener_open(const char *addr, bool direct_tls);
 struct evconnlistener *listener_open(const char *addr, bool direct_tls)
 {
@@ -57,6 +74,8 @@ struct evconnlistener *listener_open(const char *addr, bool direct_tls)
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l, on_error);
+	if (nlisteners < MAX_LISTENERS)
+		listeners[nlisteners++] = l;
 	log_info("listening on %s (%s)", addr, direct_tls ? "direct TLS" : "STARTTLS");
 	return l;
 }
