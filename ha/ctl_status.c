@@ -1,10 +1,16 @@
 /* srmctl status: this node's state and reason, its critical services (engine, database) and
  * the engine's counters (asked with `stats` when the engine is connected); on a pair also
- * both nodes as the state machine and the peer's last state frame describe them. */
+ * both nodes as the state machine and the peer's last state frame describe them, and
+ * replication: lag in both directions (the outgoing one from the database) and the catch-up
+ * wait.  srmctl digest: the per-table hash of the replicated data. */
+#include "ha/catchup.h"
 #include "ha/db_health.h"
 #include "ha/engine_child.h"
 #include "ha/pair.h"
 #include "ha/srm.h"
+#include "replication/replication.h"
+
+#include <inttypes.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +21,10 @@
 struct status_op {
 	struct ctl_conn *c;
 	struct engine_child_req *ereq;
+	struct repl_q *lag_req;
+	char *stats;             /* the engine's reply, NULL if none */
+	struct repl_lag lag;     /* shipper-side lag from the database */
+	int lag_known;
 };
 
 struct engine_counters {
@@ -116,7 +126,128 @@ static void node_render_text(struct ctl_conn *c, int id, const char *role,
 	ctl_body_printf(c, "  sessions:  home node 1: %s, home node 2: %s\n", s1, s2);
 }
 
-static void pair_render_text(struct ctl_conn *c, struct srm *srm)
+/* ---- replication ---- */
+
+static const char *repl_phase_name(enum repl_phase ph)
+{
+	switch (ph) {
+	case REPL_OFF:
+		return "off";
+	case REPL_HANDSHAKE:
+		return "handshake";
+	case REPL_INCREMENTAL:
+		return "incremental";
+	case REPL_RESYNC:
+		return "full-resync";
+	case REPL_STOPPED:
+		return "stopped";
+	}
+	return "?";
+}
+
+static const char *catchup_result_name(int r)
+{
+	return r == 1 ? "caught-up" : r == 2 ? "gave-up" : "none";
+}
+
+/* Outgoing lag: entries from the session when the database did not answer. */
+static void lag_out_of(const struct repl_status *rs, const struct repl_lag *lag, int lag_known,
+		       uint64_t *entries, int64_t *ms)
+{
+	*entries = lag_known ? lag->entries : rs->lag_out;
+	*ms = lag_known ? lag->oldest_ms : -1;
+}
+
+static void repl_render_text(struct ctl_conn *c, struct srm *srm, const struct status_op *op)
+{
+	struct repl_status rs;
+	struct catchup_status cs;
+	repl_status_get(pair_repl(srm->pair), &rs);
+	pair_catchup_status(srm->pair, &cs);
+	uint64_t out_n;
+	int64_t out_ms;
+	lag_out_of(&rs, &op->lag, op->lag_known, &out_n, &out_ms);
+	ctl_body_printf(c, "replication: %s%s%s\n", repl_phase_name(rs.ship),
+			rs.receiving_resync ? ", receiving a full resync" : "",
+			rs.peer_hello ? "" : ", no peer session");
+	ctl_body_printf(c, "  lag in:    %" PRIu64 " entries, %.1f s (applied %" PRIu64
+			" of the peer's %" PRIu64 ")\n",
+			rs.lag_in, (double)rs.lag_in_ms / 1000.0, rs.applied, rs.peer_head);
+	if (out_ms >= 0)
+		ctl_body_printf(c, "  lag out:   %" PRIu64 " entries, %.1f s (head %" PRIu64
+				", acked %" PRIu64 ")\n",
+				out_n, (double)out_ms / 1000.0, rs.head, rs.acked);
+	else
+		ctl_body_printf(c, "  lag out:   %" PRIu64 " entries, - s (head %" PRIu64
+				", acked %" PRIu64 ")\n",
+				out_n, rs.head, rs.acked);
+	ctl_body_printf(c, "  applied:   %" PRIu64 " changes in %" PRIu64 " batches, %" PRIu64
+			" conflicts, %" PRIu64 " resyncs in, %" PRIu64 " out\n",
+			rs.changes_applied, rs.batches_applied, rs.conflicts, rs.resyncs_received,
+			rs.resyncs_sent);
+	if (cs.waiting && cs.target_known)
+		ctl_body_printf(c, "  catch-up:  waiting %.1f s for applied >= %" PRIu64
+				" (now %" PRIu64 ")\n",
+				(double)cs.waited_ms / 1000.0, cs.target, cs.applied);
+	else if (cs.waiting)
+		ctl_body_printf(c, "  catch-up:  waiting %.1f s for the peer's head (now %" PRIu64
+				")\n",
+				(double)cs.waited_ms / 1000.0, cs.applied);
+	else if (cs.last_result)
+		ctl_body_printf(c, "  catch-up:  not waiting (last: %s after %" PRId64
+				" ms, target %" PRIu64 ", %" PRIu64 " waits)\n",
+				catchup_result_name(cs.last_result), cs.last_ms, cs.last_target,
+				cs.waits);
+	else
+		ctl_body_printf(c, "  catch-up:  not waiting\n");
+}
+
+static void repl_render_json(struct ctl_conn *c, struct srm *srm, const struct status_op *op)
+{
+	struct repl_status rs;
+	struct catchup_status cs;
+	repl_status_get(pair_repl(srm->pair), &rs);
+	pair_catchup_status(srm->pair, &cs);
+	uint64_t out_n;
+	int64_t out_ms;
+	lag_out_of(&rs, &op->lag, op->lag_known, &out_n, &out_ms);
+	ctl_body_printf(c, ",\"replication\":{\"ship\":\"%s\",\"receiving_resync\":%s,"
+			"\"peer_hello\":%s,\"epoch\":%" PRIu64 ",\"head\":%" PRIu64
+			",\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"peer_epoch\":%" PRIu64
+			",\"peer_head\":%" PRIu64 ",\"applied\":%" PRIu64,
+			repl_phase_name(rs.ship), rs.receiving_resync ? "true" : "false",
+			rs.peer_hello ? "true" : "false", rs.epoch, rs.head, rs.sent, rs.acked,
+			rs.peer_epoch, rs.peer_head, rs.applied);
+	ctl_body_printf(c, ",\"lag_in\":{\"entries\":%" PRIu64 ",\"seconds\":%.3f}",
+			rs.lag_in, (double)rs.lag_in_ms / 1000.0);
+	ctl_body_printf(c, ",\"lag_out\":{\"entries\":%" PRIu64 ",\"seconds\":", out_n);
+	if (out_ms >= 0)
+		ctl_body_printf(c, "%.3f}", (double)out_ms / 1000.0);
+	else
+		ctl_body_printf(c, "null}");
+	ctl_body_printf(c, ",\"batches_sent\":%" PRIu64 ",\"changes_sent\":%" PRIu64
+			",\"batches_applied\":%" PRIu64 ",\"changes_applied\":%" PRIu64
+			",\"conflicts\":%" PRIu64 ",\"resyncs_sent\":%" PRIu64
+			",\"resyncs_received\":%" PRIu64 ",\"restarts\":%" PRIu64
+			",\"apply_errors\":%" PRIu64,
+			rs.batches_sent, rs.changes_sent, rs.batches_applied, rs.changes_applied,
+			rs.conflicts, rs.resyncs_sent, rs.resyncs_received, rs.restarts,
+			rs.apply_errors);
+	ctl_body_printf(c, ",\"catchup\":{\"waiting\":%s,\"waited_ms\":%" PRId64
+			",\"target\":",
+			cs.waiting ? "true" : "false", cs.waited_ms);
+	if (cs.waiting && cs.target_known)
+		ctl_body_printf(c, "%" PRIu64, cs.target);
+	else
+		ctl_body_printf(c, "null");
+	ctl_body_printf(c, ",\"applied\":%" PRIu64 ",\"waits\":%" PRIu64
+			",\"last_result\":\"%s\",\"last_ms\":%" PRId64 ",\"last_target\":%" PRIu64
+			"}}",
+			cs.applied, cs.waits, catchup_result_name(cs.last_result), cs.last_ms,
+			cs.last_target);
+}
+
+static void pair_render_text(struct ctl_conn *c, struct srm *srm, const struct status_op *op)
 {
 	struct pair *p = srm->pair;
 	const struct ha_fsm *f = pair_fsm(p);
@@ -150,6 +281,7 @@ static void pair_render_text(struct ctl_conn *c, struct srm *srm)
 		else
 			ctl_body_printf(c, "node %d (peer): never seen\n", id);
 	}
+	repl_render_text(c, srm, op);
 }
 
 static void node_render_json(struct ctl_conn *c, int id, int self, const struct ha_wire_state *w,
@@ -183,7 +315,7 @@ static void node_render_json(struct ctl_conn *c, int id, int self, const struct 
 	ctl_body_printf(c, "}}");
 }
 
-static void pair_render_json(struct ctl_conn *c, struct srm *srm)
+static void pair_render_json(struct ctl_conn *c, struct srm *srm, const struct status_op *op)
 {
 	struct pair *p = srm->pair;
 	const struct ha_fsm *f = pair_fsm(p);
@@ -220,11 +352,13 @@ static void pair_render_json(struct ctl_conn *c, struct srm *srm)
 			ctl_body_printf(c, "{\"node_id\":%d,\"self\":false,\"known\":false,"
 					"\"state\":null,\"reason\":null}", id);
 	}
-	ctl_body_printf(c, "]}");
+	ctl_body_printf(c, "]");
+	repl_render_json(c, srm, op);
+	ctl_body_printf(c, "}");
 }
 
 static void status_render_json(struct ctl_conn *c, struct srm *srm,
-			       const struct engine_counters *k)
+			       const struct engine_counters *k, const struct status_op *op)
 {
 	struct engine_child *ec = srm->engine;
 	const char *state, *reason;
@@ -256,12 +390,12 @@ static void status_render_json(struct ctl_conn *c, struct srm *srm,
 	json_long_or_null(c, "users", k->known, k->users);
 	ctl_body_printf(c, ",\"stopping\":%s", srm->stopping ? "true" : "false");
 	if (srm->pair)
-		pair_render_json(c, srm);
+		pair_render_json(c, srm, op);
 	ctl_body_printf(c, "}\n");
 }
 
 static void status_render_text(struct ctl_conn *c, struct srm *srm,
-			       const struct engine_counters *k)
+			       const struct engine_counters *k, const struct status_op *op)
 {
 	struct engine_child *ec = srm->engine;
 	const char *state, *reason;
@@ -295,57 +429,140 @@ static void status_render_text(struct ctl_conn *c, struct srm *srm,
 	if (srm->stopping)
 		ctl_body_printf(c, "stopping:  yes\n");
 	if (srm->pair)
-		pair_render_text(c, srm);
+		pair_render_text(c, srm, op);
 }
 
-static void status_finish(struct ctl_conn *c, const char *stats_reply)
+static void status_finish(struct status_op *op)
 {
+	struct ctl_conn *c = op->c;
 	struct srm *srm = ctl_conn_ctx(c);
 	struct engine_counters k;
-	counters_parse(stats_reply, &k);
+	counters_parse(op->stats, &k);
 	if (ctl_conn_json(c))
-		status_render_json(c, srm, &k);
+		status_render_json(c, srm, &k, op);
 	else
-		status_render_text(c, srm, &k);
+		status_render_text(c, srm, &k, op);
+	free(op->stats);
+	free(op);
 	ctl_reply_ok(c);
+}
+
+static void on_lag(void *arg, const struct repl_lag *lag, const char *errmsg)
+{
+	struct status_op *op = arg;
+	op->lag_req = NULL;
+	if (lag) {
+		op->lag = *lag;
+		op->lag_known = 1;
+	}
+	status_finish(op);
+}
+
+/* Second step on a pair: the outgoing lag from the database, then the answer. */
+static void status_lag_or_finish(struct status_op *op)
+{
+	struct srm *srm = ctl_conn_ctx(op->c);
+	if (srm->pair && !srm->stopping)
+		op->lag_req = repl_lag_query(pair_repl_pool(srm->pair),
+					     (uint32_t)pair_peer_node(srm->pair), on_lag, op);
+	if (!op->lag_req)
+		status_finish(op);
 }
 
 static void on_stats_reply(void *arg, const char *reply)
 {
 	struct status_op *op = arg;
-	struct ctl_conn *c = op->c;
-	free(op);
-	status_finish(c, reply);
+	op->ereq = NULL;
+	op->stats = reply ? strdup(reply) : NULL;
+	status_lag_or_finish(op);
 }
 
 static void status_cancel(void *arg)
 {
 	struct status_op *op = arg;
-	engine_child_req_cancel(op->ereq);
+	if (op->ereq)
+		engine_child_req_cancel(op->ereq);
+	if (op->lag_req)
+		repl_q_cancel(op->lag_req);
+	free(op->stats);
 	free(op);
 }
 
 static void cmd_status(struct ctl_conn *c, int argc, char **argv)
 {
 	struct srm *srm = ctl_conn_ctx(c);
-	/* Only a ready engine is asked: one still starting may not read its socket yet. */
-	struct status_op *op = NULL;
-	if (engine_child_state(srm->engine) == ENGINE_READY)
-		op = calloc(1, sizeof *op);
-	if (op) {
-		op->c = c;
-		op->ereq = engine_child_request(srm->engine, "stats", on_stats_reply, op);
-		if (op->ereq) {
-			ctl_conn_set_cancel(c, status_cancel, op);
-			return;
-		}
-		free(op);
+	struct status_op *op = calloc(1, sizeof *op);
+	if (!op) {
+		ctl_reply_error(c, "internal", "out of memory");
+		return;
 	}
-	/* No engine to ask: everything else is known here. */
-	status_finish(c, NULL);
+	op->c = c;
+	ctl_conn_set_cancel(c, status_cancel, op);
+	/* Only a ready engine is asked: one still starting may not read its socket yet. */
+	if (engine_child_state(srm->engine) == ENGINE_READY)
+		op->ereq = engine_child_request(srm->engine, "stats", on_stats_reply, op);
+	if (!op->ereq)
+		status_lag_or_finish(op); /* no engine to ask */
+}
+
+/* ---- digest ---- */
+
+struct digest_op {
+	struct ctl_conn *c;
+	struct repl_q *q;
+};
+
+static void on_digest(void *arg, const struct repl_digest_entry *e, int n, const char *errmsg)
+{
+	struct digest_op *op = arg;
+	struct ctl_conn *c = op->c;
+	free(op);
+	if (n < 0) {
+		ctl_reply_error(c, "database", "%s", errmsg ? errmsg : "digest query failed");
+		return;
+	}
+	int json = ctl_conn_json(c);
+	int len = repl_digest_format(NULL, 0, e, n, json);
+	char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+	if (!buf) {
+		ctl_reply_error(c, "internal", "out of memory");
+		return;
+	}
+	repl_digest_format(buf, (size_t)len + 1, e, n, json);
+	ctl_body_printf(c, "%s", buf);
+	free(buf);
+	ctl_reply_ok(c);
+}
+
+static void digest_cancel(void *arg)
+{
+	struct digest_op *op = arg;
+	repl_q_cancel(op->q);
+	free(op);
+}
+
+static void cmd_digest(struct ctl_conn *c, int argc, char **argv)
+{
+	struct srm *srm = ctl_conn_ctx(c);
+	struct digest_op *op = calloc(1, sizeof *op);
+	if (!op) {
+		ctl_reply_error(c, "internal", "out of memory");
+		return;
+	}
+	op->c = c;
+	/* On a pair replication's pool: a long digest does not delay health checks. */
+	struct pg_pool *pool = srm->pair ? pair_repl_pool(srm->pair) : srm->pool;
+	op->q = repl_digest_query(pool, on_digest, op);
+	if (!op->q) {
+		free(op);
+		ctl_reply_error(c, "database", "cannot queue the digest query");
+		return;
+	}
+	ctl_conn_set_cancel(c, digest_cancel, op);
 }
 
 const struct ctl_command ctl_status_commands[] = {
 	{"status", "", 0, 0, 1, 0, cmd_status},
+	{"digest", "", 0, 0, 1, 0, cmd_digest},
 	{NULL, NULL, 0, 0, 0, 0, NULL},
 };

@@ -13,6 +13,7 @@
 #include "heartbeat/peer_link.h"
 #include "lib/log.h"
 #include "lib/pg.h"
+#include "replication/replication.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #define PAIR_STATS_MS 1000      /* engine and account counters for heartbeats and status */
 #define PAIR_FAILED_STARTS 4    /* engine starts that never got ready: Start ... Failed */
 #define PAIR_MIN_LOGIN_RATE 100.0 /* logins/s: floor of the unplanned-arrival throttle */
+#define PAIR_REPL_CONNS 3        /* replication's own pool: load/fetch, apply, trim and acks */
+#define PAIR_CATCHUP_SLACK_MS 1000 /* catchup.c gives up this long after the state machine */
 
 struct pair_timer {
 	struct pair *p;
@@ -34,6 +37,8 @@ struct pair {
 	struct srm *srm;
 	struct ha_fsm fsm;
 	struct peer_link *link;
+	struct repl *repl;             /* replication with the peer (docs/replication-protocol.md) */
+	struct pg_pool *repl_pool;     /* its connections, apart from health checks and commands */
 	struct catchup *catchup;
 	char state_path[CFG_PATH + 16];
 	char peer_client[CFG_NAME];
@@ -122,6 +127,9 @@ static void state_send(struct pair *p)
 	hb.reason = (uint16_t)ws.info.reason;
 	hb.services = (ws.engine_up ? 1u : 0) | (ws.db_up ? 2u : 0) | (ws.info.services_ok ? 4u : 0);
 	hb.users_home = ws.accounts[p->fsm.cfg.node_id];
+	/* Replication positions ride on the link's heartbeats (docs/replication-protocol.md §7):
+	 * the peer's lag view and its catch-up target. */
+	repl_positions(p->repl, hb.repl_pos);
 	hb.users_served = 0;
 	for (int h = 1; h <= 2; h++)
 		if (ws.info.serve & HA_HOME_BIT(h) && ws.sessions[h - 1] != UINT32_MAX)
@@ -334,8 +342,20 @@ static void pair_exec(struct pair *p, const struct ha_actions *out)
 	}
 }
 
+/* Whether the state machine still waits for replication-caught-up. */
+static int fsm_waits_catchup(const struct ha_fsm *f)
+{
+	if (f->state == HA_ST_TAKING_BACK)
+		return f->tx.step == HA_STEP_WAIT_CATCHUP;
+	if (f->state == HA_ST_INITIALIZING)
+		return f->catchup_asked && !f->caught_up && !f->catchup_expired;
+	return 0;
+}
+
 static void after_event(struct pair *p)
 {
+	if (catchup_waiting(p->catchup) && !fsm_waits_catchup(&p->fsm))
+		catchup_cancel(p->catchup);
 	if (p->fsm.state != p->last_state || p->fsm.reason != p->last_reason) {
 		p->since = time(NULL);
 		p->last_state = p->fsm.state;
@@ -462,6 +482,7 @@ static void on_peer_up(void *arg, const uint8_t boot_id[FRAME_BOOT_ID_SIZE],
 	log_info("ha: peer node %u is up", (unsigned)hello->node_id);
 	p->peer.link_up = 1;
 	p->peer.known = 0;
+	repl_peer_up(p->repl);
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
 }
@@ -473,6 +494,7 @@ static void on_peer_down(void *arg, enum peer_down_reason reason, int goodbye_re
 		 peer_down_reason_name(reason));
 	p->peer.link_up = 0;
 	p->peer.known = 0;
+	repl_peer_down(p->repl);
 	switch (reason) {
 	case PEER_DOWN_GOODBYE:
 		log_info("ha: the peer said goodbye (%s): Peer Reboot",
@@ -494,12 +516,19 @@ static void on_peer_down(void *arg, enum peer_down_reason reason, int goodbye_re
 static void on_peer_reconnect(void *arg)
 {
 	struct pair *p = arg;
-	/* Frames in flight may be lost: the state machine repeats its step on peer-up. */
+	/* Frames in flight may be lost: the state machine repeats its step on peer-up, and
+	 * replication restarts from its durable positions with a new HELLO. */
+	repl_peer_up(p->repl);
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
 }
 
-static void on_peer_heartbeat(void *arg, const struct hb_state *st) { (void)arg; }
+static void on_peer_heartbeat(void *arg, const struct hb_state *st)
+{
+	struct pair *p = arg;
+	repl_on_peer_positions(p->repl, st->repl_pos);
+	catchup_on_peer_positions(p->catchup, st->repl_pos);
+}
 
 static void on_peer_app(void *arg, uint16_t subtype, const uint8_t *payload, size_t len)
 {
@@ -539,7 +568,12 @@ static void on_peer_app(void *arg, uint16_t subtype, const uint8_t *payload, siz
 		prov_on_response(p->srm->prov, payload, len);
 		return;
 	default:
-		/* Replication (256-511) or a newer peer: not ours. */
+		if (subtype >= REPL_SUBTYPE_FIRST && subtype <= REPL_SUBTYPE_LAST) {
+			/* A -1 (invalid frame) is logged there and answered with a HELLO. */
+			repl_on_app(p->repl, subtype, payload, len);
+			return;
+		}
+		/* A newer peer's state-machine frame: not ours. */
 		log_debug("ha: APP subtype %u from the peer ignored", (unsigned)subtype);
 		return;
 	}
@@ -651,7 +685,19 @@ int pair_send_app(struct pair *p, uint16_t subtype, const void *payload, size_t 
 	return peer_link_send_app(p->link, subtype, payload, len);
 }
 
+static int repl_send(void *arg, uint16_t subtype, const void *payload, size_t len)
+{
+	struct pair *p = arg;
+	return p->link ? peer_link_send_app(p->link, subtype, payload, len) : -1;
+}
+
 int pair_peer_reachable(const struct pair *p) { return p->peer.link_up; }
+struct repl *pair_repl(const struct pair *p) { return p->repl; }
+struct pg_pool *pair_repl_pool(const struct pair *p) { return p->repl_pool; }
+void pair_catchup_status(const struct pair *p, struct catchup_status *st)
+{
+	catchup_status_get(p->catchup, st);
+}
 int pair_peer_node(const struct pair *p) { return ha_peer_node(&p->fsm); }
 const struct ha_fsm *pair_fsm(const struct pair *p) { return &p->fsm; }
 time_t pair_since(const struct pair *p) { return p->since; }
@@ -736,8 +782,26 @@ struct pair *pair_new(struct srm *srm, char *err, size_t errlen)
 	p->ev_state = event_new(srm->base, -1, EV_PERSIST, on_state_tick, p);
 	p->ev_stats = event_new(srm->base, -1, EV_PERSIST, on_stats_tick, p);
 	p->ev_throttle = evtimer_new(srm->base, on_throttle_end, p);
-	p->catchup = catchup_new(srm->base, on_catchup, p);
-	if (!p->ev_state || !p->ev_stats || !p->ev_throttle || !p->catchup)
+	if (!p->ev_state || !p->ev_stats || !p->ev_throttle)
+		goto oom;
+
+	struct repl_config rcfg;
+	repl_config_defaults(&rcfg);
+	rcfg.node_id = (uint32_t)cfg->node_id;
+	rcfg.peer_id = (uint32_t)ha_peer_node(&p->fsm);
+	p->repl_pool = pg_pool_new(srm->base, cfg->db_conninfo, PAIR_REPL_CONNS);
+	if (!p->repl_pool)
+		goto oom;
+	p->repl = repl_new(srm->base, p->repl_pool, &rcfg, repl_send, p);
+	if (!p->repl) {
+		snprintf(err, errlen, "cannot set up replication (node %u, peer %u)",
+			 (unsigned)rcfg.node_id, (unsigned)rcfg.peer_id);
+		pair_free(p);
+		return NULL;
+	}
+	p->catchup = catchup_new(srm->base, p->repl,
+				 cfg->ha_catchup_timeout_ms + PAIR_CATCHUP_SLACK_MS, on_catchup, p);
+	if (!p->catchup)
 		goto oom;
 
 	struct peer_link_config lc;
@@ -792,8 +856,12 @@ void pair_free(struct pair *p)
 		engine_child_req_cancel(p->stats_req);
 	if (p->count_req)
 		pg_req_cancel(p->count_req);
+	/* Replication first: it sends on the link and queries its pool. */
+	repl_free(p->repl);
+	p->repl = NULL;
 	if (p->link)
 		peer_link_free(p->link);
+	pg_pool_free(p->repl_pool);
 	for (int t = 0; t < HA_TM_COUNT; t++)
 		if (p->timers[t].ev)
 			event_free(p->timers[t].ev);

@@ -14,6 +14,9 @@
 
 struct srm;
 struct pair;
+struct repl;
+struct pg_pool;
+struct catchup_status;
 
 /* What we know of the peer for `srmctl status`. */
 struct pair_peer_view {
@@ -53,6 +56,11 @@ void pair_local_wire(const struct pair *p, struct ha_wire_state *out);
 void pair_peer_view(const struct pair *p, struct pair_peer_view *out);
 /* Alarms currently raised, as a mask of 1 << enum ha_alarm. */
 unsigned pair_alarms(const struct pair *p);
+/* Replication with the peer (never NULL on a pair), its database pool, and the catch-up
+ * wait of Taking Back / start-up (ha/catchup.h). */
+struct repl *pair_repl(const struct pair *p);
+struct pg_pool *pair_repl_pool(const struct pair *p);
+void pair_catchup_status(const struct pair *p, struct catchup_status *st);
 /* The address clients of a home node served by the peer are sent to. */
 const char *pair_peer_client_address(const struct pair *p);
 

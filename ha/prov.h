@@ -1,7 +1,9 @@
-/* User provisioning on a pair (until replication/ ships the users table): srmctl's user
- * add/del/passwd/assign change this node's database, then are forwarded to the peer as an
- * HA_APP_PROV_REQ frame; the peer applies them idempotently to its own database and answers
- * HA_APP_PROV_RESP.  docs/srmctl-protocol.md "On a pair". */
+/* User provisioning on a pair: srmctl's user add/del/passwd/assign change this node's
+ * database, then are forwarded to the peer as an HA_APP_PROV_REQ frame; the peer applies them
+ * idempotently to its own database and answers HA_APP_PROV_RESP, so the command answers once
+ * both nodes have the change and the peer's engine ends affected sessions.  The users table
+ * also replicates; the two writes converge by last-writer-wins (docs/replication-protocol.md
+ * §9 "Provisioning").  docs/srmctl-protocol.md "On a pair". */
 #ifndef DUET_PROV_H
 #define DUET_PROV_H
 

@@ -8,6 +8,7 @@
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/schema.h"
+#include "replication/replication.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -46,6 +47,18 @@ int srm_db_prepare(const struct duet_config *cfg, int timeout_s, char *err, size
 			 schema_latest_version());
 	else if (rc == 0)
 		log_info("database: schema at version %d", before);
+	/* On a pair the capture triggers stamp every change with this node's id: set it before
+	 * the engine writes anything (docs/replication-protocol.md §1). */
+	if (rc == 0 && srm_is_pair(cfg)) {
+		if (cfg->node_id < 1 || cfg->node_id > 2) {
+			snprintf(err, errlen, "node id %ld: a pair has nodes 1 and 2", cfg->node_id);
+			rc = -1;
+		} else if (repl_node_set(conn, (uint32_t)cfg->node_id, err, errlen) < 0) {
+			rc = -1;
+		} else {
+			log_info("database: replication node id %ld", cfg->node_id);
+		}
+	}
 	PQfinish(conn);
 	return rc;
 }
