@@ -2,6 +2,7 @@
 #include "ha/srm.h"
 
 #include "ha/db_health.h"
+#include "ha/outbox_trim.h"
 #include "ha/engine_child.h"
 #include "ha/pair.h"
 #include "ha/prov.h"
@@ -242,6 +243,11 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 		pair_start(srm->pair);
 		return 0;
 	}
+	srm->trim = outbox_trim_new(base, srm->pool, srm->cfg.outbox_trim_interval_ms);
+	if (!srm->trim) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	char serve[32];
 	snprintf(serve, sizeof serve, "%ld", srm->cfg.node_id);
 	engine_child_set_serve(srm->engine, serve);
@@ -257,6 +263,8 @@ void srm_free(struct srm *srm)
 	srm->ctl = NULL;
 	prov_free(srm->prov);
 	srm->prov = NULL;
+	outbox_trim_free(srm->trim);
+	srm->trim = NULL;
 	pair_free(srm->pair);
 	srm->pair = NULL;
 	db_health_free(srm->db);

@@ -31,6 +31,7 @@ struct srm {
 	struct node_status status; /* single node only */
 	struct pair *pair;         /* NULL on a single node */
 	struct prov *prov;         /* provisioning forwarded to the peer (pair only) */
+	struct outbox_trim *trim;  /* single node: nobody acknowledges the outbox */
 	int stop_pending;          /* pair: parts still stopping (engine, goodbye) */
 	struct event *ev_sigchld, *ev_sigterm, *ev_sigint;
 	time_t started;

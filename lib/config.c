@@ -41,6 +41,8 @@ static const struct ini_directive config_table[] = {
 	{"srm", "engine_program", INI_STR, F(engine_program), 0, 0, "presenced path"},
 	{"srm", "control_socket", INI_STR, F(control_socket), 0, 0, "srmctl socket path"},
 	{"srm", "engine_health_interval", INI_MS, F(engine_health_interval_ms), 50, BIG, ""},
+	{"srm", "outbox_trim_interval", INI_MS, F(outbox_trim_interval_ms), 100, BIG,
+	 "single node: empty the replication outbox this often"},
 	{"srm", "critical_service_down_delay", INI_MS, F(critical_service_down_delay_ms), 0, BIG,
 	 "Critical Service Down Delay"},
 	{"peer", "peer_address", INI_STR, F(peer_address), 0, 0, "peer's host:port"},
@@ -111,6 +113,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->max_offline_per_user = 1000;
 	cfg->scram_iterations = 4096;
 	cfg->engine_health_interval_ms = 500;
+	cfg->outbox_trim_interval_ms = 60000;
 	cfg->critical_service_down_delay_ms = 90000; /* the manual's default */
 	cfg->peer_heartbeat_interval_ms = 100;
 	cfg->peer_connect_timeout_ms = 2000;

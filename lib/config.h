@@ -49,6 +49,7 @@ struct duet_config {
 	char control_socket[CFG_PATH]; /* srmctl socket; default run_dir/srmd.sock */
 	long engine_health_interval_ms;
 	long critical_service_down_delay_ms; /* Critical Service Down Delay */
+	long outbox_trim_interval_ms; /* single node: how often the replication outbox is emptied */
 
 	/* [peer] — srmd's tcp peer link (heartbeat/peer_link.h, docs/peer-protocol.md) */
 	char peer_address[CFG_NAME];   /* host:port of the peer's listener; empty = no peer */
