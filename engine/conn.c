@@ -37,7 +37,7 @@ struct conn {
 	int fd;
 	struct xml_stream *xs;
 	enum phase phase;
-	bool tls, header_sent, authenticated, in_read, dead, overflow, binding;
+	bool tls, header_sent, authenticated, in_read, dead, overflow, binding, prefetching;
 	char ip[64];
 	char stream_id[24];
 	char *username;
@@ -299,8 +299,8 @@ static void conn_unlink(struct conn *c)
 static void conn_detach(struct conn *c)
 {
 	auth_cleanup(c);
-	if (c->binding) {
-		c->binding = false;
+	if (c->binding || c->prefetching) {
+		c->binding = c->prefetching = false;
 		user_cancel(c->username, c);
 	}
 	if (c->res) {
@@ -558,6 +558,33 @@ static void bind_finish(void *arg, struct user *u)
 }
 
 void conn_set_home(struct conn *c, int home_node) { c->home_node = home_node; }
+
+static void prefetched(void *arg, struct user *u)
+{
+	struct conn *c = arg;
+	c->prefetching = false;
+	if (!u || c->user == u)
+		return;
+	if (c->user)
+		user_release(c->user);
+	user_hold(u);
+	c->user = u; /* released when the connection goes */
+}
+
+/* The account exists and SASL goes on for another round trip: load the user's data now,
+ * so that binding finds it in memory instead of waiting for a query of its own. */
+void conn_prefetch_user(struct conn *c, const char *username)
+{
+	if (c->prefetching || c->binding)
+		return;
+	char *name = strdup(username);
+	if (!name)
+		return;
+	free(c->username);
+	c->username = name;
+	c->prefetching = true;
+	user_with(c->username, prefetched, c);
+}
 void conn_set_mech(struct conn *c, int mech) { c->mech = mech; }
 int conn_sasl_mech(const struct conn *c) { return c->mech; }
 void conn_auth_retry(struct conn *c)

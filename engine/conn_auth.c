@@ -155,6 +155,7 @@ static void creds_loaded(void *arg, PGresult *res, const char *errmsg)
 			creds.iterations = (unsigned)atoi(PQgetvalue(res, 0, 1));
 			home = atoi(PQgetvalue(res, 0, 4));
 			cp = &creds;
+			conn_prefetch_user(c, sasl_server_username(s));
 		} else {
 			log_warnx("auth: stored credentials of %s are malformed",
 				  sasl_server_username(s));

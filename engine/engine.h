@@ -105,6 +105,9 @@ struct user {
 	struct pg_req *load_req;
 	struct strmap *im_lock; /* sender bare JID -> locked resource name (IM forking) */
 	bool offline_flushing;
+	/* The load found no offline messages: the first flush after it can skip its query.
+	 * Trusted once only (the peer's replicated messages arrive behind the engine's back). */
+	bool offline_known_empty;
 	struct user_write *writes, *writes_tail; /* this user's database writes, in order */
 	time_t last_logout;
 	char *last_status; /* of the last unavailable presence, NULL if none */
@@ -167,6 +170,7 @@ struct pg_req **conn_req_slot(struct conn *c);
 void conn_auth_succeeded(struct conn *c, const char *username);
 void conn_auth_retry(struct conn *c); /* back to the pre-auth phase after a failure */
 void conn_set_home(struct conn *c, int home_node);
+void conn_prefetch_user(struct conn *c, const char *username);
 void conn_set_mech(struct conn *c, int mech);
 int conn_sasl_mech(const struct conn *c);
 void auth_sweep(void);

@@ -80,6 +80,7 @@ void offline_store(struct user *u, struct xml_node *m)
 		return;
 	}
 	op->stanza = text;
+	u->offline_known_empty = false;
 	char max[32];
 	snprintf(max, sizeof max, "%ld", server.cfg.max_offline_per_user);
 	const char *params[3] = {u->name, text, max};
@@ -202,8 +203,13 @@ static void start_flush(struct user *u, struct resource *r)
 static void deliver_pending(struct user *u)
 {
 	struct resource *r = first_target(u);
-	if (r && !u->offline_flushing)
-		start_flush(u, r);
+	if (!r || u->offline_flushing)
+		return;
+	if (u->offline_known_empty) {
+		u->offline_known_empty = false; /* a login's query saved; later ones look */
+		return;
+	}
+	start_flush(u, r);
 }
 
 void offline_flush(struct resource *res)

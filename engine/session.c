@@ -86,6 +86,7 @@ static void user_loaded(void *arg, PGresult *res, const char *errmsg)
 			u->last_logout = (time_t)strtoll(PQgetvalue(res, 0, 12), NULL, 10);
 		if (!PQgetisnull(res, 0, 13))
 			u->last_status = strdup(PQgetvalue(res, 0, 13));
+		u->offline_known_empty = PQgetvalue(res, 0, 14)[0] == 'f';
 		if (roster_load_rows(u, res, 2) < 0)
 			u->missing = true;
 	}
@@ -103,7 +104,8 @@ static void user_loaded(void *arg, PGresult *res, const char *errmsg)
 static const char load_sql[] =
 	"SELECT u.home_node, u.roster_ver, r.contact, r.name, r.subscription, r.ask_out,"
 	" r.pending_in, r.preapproved, r.visible, array_to_string(r.groups, E'\\n'), r.ver,"
-	" r.pending_in_stanza, floor(extract(epoch from l.logout_at))::bigint, l.status"
+	" r.pending_in_stanza, floor(extract(epoch from l.logout_at))::bigint, l.status,"
+	" EXISTS (SELECT 1 FROM offline_messages o WHERE o.username = u.username)"
 	" FROM users u LEFT JOIN roster_items r ON r.username = u.username"
 	" LEFT JOIN last_activity l ON l.username = u.username WHERE u.username = $1";
 
