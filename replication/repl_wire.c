@@ -2,6 +2,7 @@
  * fuzz target includes this file directly).  Decoding checks every field against the exact
  * length it is given; anything malformed is an error, trailing bytes included. */
 #include "replication/replication.h"
+#include "lib/bytes.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,28 +27,6 @@ const char *repl_wire_strerror(int err)
 	}
 	return "unknown error";
 }
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) << 32 | get32(p + 4); }
 
 /* ---- HELLO ---- */
 
