@@ -4,6 +4,7 @@
  * On a pair every change is then forwarded to the peer (ha/prov.h) unless --local is given,
  * and a new account's home node follows [ha] user_assignment_mode. */
 #include "ha/engine_child.h"
+#include "lib/utf8.h"
 #include "ha/pair.h"
 #include "ha/prov.h"
 #include "ha/srm.h"
@@ -42,38 +43,6 @@ struct user_op {
 	struct creds_params s1, s256;
 };
 
-/* Length of the UTF-8 sequence at p (well-formed, no overlongs or surrogates), 0 if bad. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-	if (p[0] < 0x80)
-		return 1;
-	size_t n;
-	unsigned cp;
-	if ((p[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	if (cp >= 0x80 && cp <= 0x9f) /* C1 controls */
-		return 0;
-	return n;
-}
-
 /* Printable UTF-8 without ASCII controls, and none of the bytes in forbid. */
 static int text_valid(const char *s, const char *forbid)
 {
@@ -81,7 +50,7 @@ static int text_valid(const char *s, const char *forbid)
 	while (*p) {
 		if (*p < 0x20 || *p == 0x7f || (forbid && strchr(forbid, *p)))
 			return 0;
-		size_t n = utf8_seq_len(p);
+		size_t n = utf8_char_len_no_c1(p);
 		if (!n)
 			return 0;
 		p += n;

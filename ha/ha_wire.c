@@ -1,6 +1,7 @@
 /* Encoding of the HA layer's APP payloads (see ha_wire.h).  Big-endian, fixed layouts with a
  * version byte first; docs/state-machine.md "Wiring" has the tables. */
 #include "ha/ha_wire.h"
+#include "lib/utf8.h"
 #include "lib/bytes.h"
 
 #include <stdio.h>
@@ -84,36 +85,6 @@ int ha_wire_msg_decode(const uint8_t *buf, size_t len, struct ha_msg *m)
 
 /* ---- provisioning ---- */
 
-static size_t utf8_seq_len(const unsigned char *p)
-{
-	if (p[0] < 0x80)
-		return 1;
-	size_t n;
-	unsigned cp;
-	if ((p[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    (cp >= 0x80 && cp <= 0x9f))
-		return 0;
-	return n;
-}
-
 int ha_localpart_valid(const char *s)
 {
 	size_t len = strlen(s);
@@ -122,7 +93,7 @@ int ha_localpart_valid(const char *s)
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		if (*p <= 0x20 || *p == 0x7f || (*p >= 'A' && *p <= 'Z') || strchr("\"&'/:<>@", *p))
 			return 0;
-		size_t n = utf8_seq_len(p);
+		size_t n = utf8_char_len_no_c1(p);
 		if (!n)
 			return 0;
 		p += n;

@@ -1,6 +1,7 @@
 /* SCRAM key derivation (RFC 5802 §3) over OpenSSL.  Passwords are used as given (no SASLprep:
  * our clients and provisioning both pass the same UTF-8 bytes). */
 #include "lib/scram.h"
+#include "lib/utf8.h"
 
 #include <limits.h>
 #include <string.h>
@@ -111,46 +112,6 @@ int scram_equal(const unsigned char *a, const unsigned char *b, size_t len)
 	return CRYPTO_memcmp(a, b, len) == 0;
 }
 
-/* Length of the well-formed UTF-8 sequence starting at p (at most n bytes), 0 if it is
- * malformed: overlong forms, surrogates and code points above U+10FFFF are refused.  *cp
- * receives the code point. */
-static size_t utf8_decode_one(const unsigned char *p, size_t n, unsigned long *cp)
-{
-	size_t len;
-	unsigned long c, min;
-
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return 1;
-	}
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		c = p[0] & 0x1f;
-		min = 0x80;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		c = p[0] & 0x0f;
-		min = 0x800;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		c = p[0] & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 /* Refused by code point: C0, DEL, C1, the characters RFC 7622 / nodeprep prohibit in a
  * localpart (" & ' / : < > @, as srmctl provisioning does), and whitespace including the
  * Unicode space separators a name could hide behind (NBSP, U+2000..U+200B, line/paragraph
@@ -176,7 +137,7 @@ int scram_username_normalize(const unsigned char *in, size_t len, char *out)
 		return -1;
 	while (i < len) {
 		unsigned long c;
-		size_t n = utf8_decode_one(in + i, len - i, &c);
+		size_t n = utf8_decode(in + i, len - i, &c);
 
 		if (n == 0 || username_char_refused(c)) {
 			out[0] = '\0';
