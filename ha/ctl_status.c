@@ -4,6 +4,7 @@
  * replication: lag in both directions (the outgoing one from the database) and the catch-up
  * wait.  srmctl digest: the per-table hash of the replicated data. */
 #include "ha/catchup.h"
+#include "ha/ctl_profile.h"
 #include "ha/db_health.h"
 #include "ha/engine_child.h"
 #include "ha/pair.h"
@@ -389,6 +390,7 @@ static void status_render_json(struct ctl_conn *c, struct srm *srm,
 	json_long_or_null(c, "sessions", k->known, k->sessions);
 	json_long_or_null(c, "users", k->known, k->users);
 	ctl_body_printf(c, ",\"stopping\":%s", srm->stopping ? "true" : "false");
+	profile_status_json(c, srm);
 	if (srm->pair)
 		pair_render_json(c, srm, op);
 	ctl_body_printf(c, "}\n");
@@ -426,6 +428,7 @@ static void status_render_text(struct ctl_conn *c, struct srm *srm,
 		ctl_body_printf(c, "users:     %ld\n", k->users);
 	else
 		ctl_body_printf(c, "users:     -\n");
+	profile_status_text(c, srm);
 	if (srm->stopping)
 		ctl_body_printf(c, "stopping:  yes\n");
 	if (srm->pair)

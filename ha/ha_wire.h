@@ -17,6 +17,7 @@ enum ha_app_subtype {
 	HA_APP_MSG = 2,      /* struct ha_msg */
 	HA_APP_PROV_REQ = 3, /* struct ha_prov_req */
 	HA_APP_PROV_RESP = 4 /* struct ha_prov_resp */
+	/* 5: HA_APP_PROFILE, the re-login limits (ha/ctl_profile.h) */
 };
 
 #define HA_WIRE_VERSION 1

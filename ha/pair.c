@@ -5,6 +5,7 @@
 #include "ha/pair.h"
 
 #include "ha/catchup.h"
+#include "ha/ctl_profile.h"
 #include "ha/db_health.h"
 #include "ha/engine_child.h"
 #include "ha/ha_state_file.h"
@@ -485,6 +486,7 @@ static void on_peer_up(void *arg, const uint8_t boot_id[FRAME_BOOT_ID_SIZE],
 	repl_peer_up(p->repl);
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
+	profile_sync_peer_up(p->srm->profile);
 }
 
 static void on_peer_down(void *arg, enum peer_down_reason reason, int goodbye_reason)
@@ -521,6 +523,7 @@ static void on_peer_reconnect(void *arg)
 	repl_peer_up(p->repl);
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
+	profile_sync_peer_up(p->srm->profile);
 }
 
 static void on_peer_heartbeat(void *arg, const struct hb_state *st)
@@ -566,6 +569,9 @@ static void on_peer_app(void *arg, uint16_t subtype, const uint8_t *payload, siz
 		return;
 	case HA_APP_PROV_RESP:
 		prov_on_response(p->srm->prov, payload, len);
+		return;
+	case HA_APP_PROFILE:
+		profile_sync_on_frame(p->srm->profile, payload, len);
 		return;
 	default:
 		if (subtype >= REPL_SUBTYPE_FIRST && subtype <= REPL_SUBTYPE_LAST) {
@@ -700,6 +706,10 @@ void pair_catchup_status(const struct pair *p, struct catchup_status *st)
 }
 int pair_peer_node(const struct pair *p) { return ha_peer_node(&p->fsm); }
 const struct ha_fsm *pair_fsm(const struct pair *p) { return &p->fsm; }
+void pair_relogin_changed(struct pair *p)
+{
+	p->fsm.cfg.relogin_window_ms = p->srm->cfg.ha_relogin_upper_ms;
+}
 time_t pair_since(const struct pair *p) { return p->since; }
 unsigned pair_alarms(const struct pair *p) { return p->alarms; }
 const char *pair_peer_client_address(const struct pair *p) { return p->peer_client; }

@@ -51,6 +51,9 @@ int pair_peer_reachable(const struct pair *p);
 int pair_peer_node(const struct pair *p);
 
 const struct ha_fsm *pair_fsm(const struct pair *p);
+/* srm->cfg's [ha] relogin limits changed at runtime (srmctl profile apply): planned moves
+ * spread over the new upper limit from now on; throttling reads srm->cfg directly. */
+void pair_relogin_changed(struct pair *p);
 time_t pair_since(const struct pair *p);
 void pair_local_wire(const struct pair *p, struct ha_wire_state *out);
 void pair_peer_view(const struct pair *p, struct pair_peer_view *out);

@@ -6,6 +6,7 @@
 #include "ha/engine_child.h"
 #include "ha/pair.h"
 #include "ha/prov.h"
+#include "ha/ctl_profile.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/schema.h"
@@ -206,6 +207,7 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	ctl_server_add_commands(srm->ctl, ctl_user_commands);
 	ctl_server_add_commands(srm->ctl, ctl_status_commands);
 	ctl_server_add_commands(srm->ctl, ctl_ha_commands);
+	ctl_server_add_commands(srm->ctl, ctl_profile_commands);
 
 	srm->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, srm);
 	srm->ev_sigterm = evsignal_new(base, SIGTERM, on_sigterm, srm);
@@ -233,7 +235,8 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	if (srm_is_pair(&srm->cfg)) {
 		/* The state machine decides what the engine serves, and starts it. */
 		srm->prov = prov_new(srm);
-		if (!srm->prov) {
+		srm->profile = profile_sync_new(srm);
+		if (!srm->prov || !srm->profile) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
@@ -263,6 +266,8 @@ void srm_free(struct srm *srm)
 	srm->ctl = NULL;
 	prov_free(srm->prov);
 	srm->prov = NULL;
+	profile_sync_free(srm->profile);
+	srm->profile = NULL;
 	outbox_trim_free(srm->trim);
 	srm->trim = NULL;
 	pair_free(srm->pair);

@@ -18,6 +18,7 @@ struct engine_child;
 struct db_health;
 struct pair;
 struct prov;
+struct profile_sync;
 
 struct srm {
 	struct event_base *base;
@@ -31,6 +32,7 @@ struct srm {
 	struct node_status status; /* single node only */
 	struct pair *pair;         /* NULL on a single node */
 	struct prov *prov;         /* provisioning forwarded to the peer (pair only) */
+	struct profile_sync *profile; /* re-login limits agreed with the peer (pair only) */
 	struct outbox_trim *trim;  /* single node: nobody acknowledges the outbox */
 	int stop_pending;          /* pair: parts still stopping (engine, goodbye) */
 	struct event *ev_sigchld, *ev_sigterm, *ev_sigint;

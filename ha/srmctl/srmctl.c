@@ -12,6 +12,7 @@ static const struct srmctl_cmd *const tables[] = {
 	srmctl_user_cmds,
 	srmctl_status_cmds,
 	srmctl_ha_cmds,
+	srmctl_profile_cmds,
 	srmctl_help_cmds,
 };
 #define NTABLES (sizeof tables / sizeof tables[0])

@@ -31,6 +31,7 @@ struct srmctl_cmd {
 extern const struct srmctl_cmd srmctl_user_cmds[];
 extern const struct srmctl_cmd srmctl_status_cmds[];
 extern const struct srmctl_cmd srmctl_ha_cmds[];
+extern const struct srmctl_cmd srmctl_profile_cmds[];
 extern const struct srmctl_cmd srmctl_help_cmds[];
 
 /* Send the request ("1", --json if asked, then fields), print the body on stdout and an
