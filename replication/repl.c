@@ -25,6 +25,10 @@
 #define REPL_RXQ_MAX_BYTES (24u << 20)
 #define REPL_TICK_MS 100
 #define REPL_TRIM_EVERY_TICKS 10
+/* A merge is no larger than a full batch: the apply holds the capture lock (local writers
+ * wait) no longer than before. */
+#define REPL_MERGE_MAX_CHANGES 2000
+#define REPL_MERGE_MAX_BYTES ((size_t)REPL_FRAME_MAX)
 
 struct inflight {
 	int snap;      /* a snapshot chunk (key = chunk number) or a batch (key = last id) */
@@ -38,6 +42,9 @@ struct rx_item {
 	struct repl_batch *batch; /* BATCH */
 	struct repl_mark mark;    /* RESYNC_BEGIN / RESYNC_END */
 	size_t bytes;
+	/* A merge of consecutive batches (rx_merge): batch->changes point into these. */
+	struct repl_batch **parts;
+	int nparts;
 };
 TAILQ_HEAD(rx_queue, rx_item);
 
@@ -280,6 +287,7 @@ static void on_fetched(void *arg, PGresult *res, const char *errmsg)
 	struct repl_change last;
 	if (repl_outbox_row(res, n - 1, &last) == 0)
 		r->head = max_u64(r->head, last.id);
+	r->head = max_u64(r->head, repl_outbox_head(res));
 	struct repl_builder b;
 	if (repl_builder_init(&b, 0, r->cfg.node_id, r->local.epoch, r->sent, r->head,
 			      r->cfg.batch_max_bytes) != REPL_WIRE_OK) {
@@ -515,7 +523,78 @@ static void rx_item_free(struct rx_item *it)
 	if (!it)
 		return;
 	repl_batch_free(it->batch);
+	for (int i = 0; i < it->nparts; i++)
+		repl_batch_free(it->parts[i]);
+	free(it->parts);
 	free(it);
+}
+
+/* Consecutive incremental batches waiting behind `first` (already off the queue) become one
+ * apply transaction.  A repl_apply() call costs a few milliseconds whatever its size, so
+ * under a steady stream of small batches the queue would otherwise fill up to the shipper's
+ * window and each change would wait for several calls (docs/replication-protocol.md §8).
+ * The merge follows first's position and ends at the last part's: repl_apply() checks it
+ * like one batch, and one ACK of its last id covers every part.  Out of memory: no merge. */
+static struct rx_item *rx_merge(struct repl *r, struct rx_item *first)
+{
+	const struct repl_batch *fb = first->batch;
+	uint32_t count = fb->count;
+	size_t bytes = first->bytes;
+	uint64_t last = fb->last;
+	int n = 1;
+	for (struct rx_item *x = TAILQ_FIRST(&r->rxq); x; x = TAILQ_NEXT(x, entry)) {
+		const struct repl_batch *b = x->batch;
+		if (x->subtype != REPL_SUBTYPE_BATCH || (b->flags & REPL_BATCH_SNAPSHOT) ||
+		    b->epoch != fb->epoch || b->after != last ||
+		    count + b->count > REPL_MERGE_MAX_CHANGES ||
+		    bytes + x->bytes > REPL_MERGE_MAX_BYTES)
+			break;
+		count += b->count;
+		bytes += x->bytes;
+		last = b->last;
+		n++;
+	}
+	if (n == 1)
+		return first;
+	struct rx_item *m = calloc(1, sizeof *m);
+	struct repl_batch *mb = calloc(1, sizeof *mb);
+	struct repl_change *ch = calloc(count, sizeof *ch);
+	struct repl_batch **parts = calloc((size_t)n, sizeof *parts);
+	if (!m || !mb || !ch || !parts) {
+		free(m);
+		free(mb);
+		free(ch);
+		free(parts);
+		return first;
+	}
+	*mb = *fb;
+	mb->copy = NULL;
+	mb->changes = ch;
+	mb->count = count;
+	mb->last = last;
+	mb->size = bytes;
+	uint32_t k = 0;
+	for (int i = 0; i < n; i++) {
+		struct rx_item *x = first;
+		if (i > 0) {
+			x = TAILQ_FIRST(&r->rxq);
+			TAILQ_REMOVE(&r->rxq, x, entry);
+			r->rxq_len--;
+			r->rxq_bytes -= x->bytes;
+		}
+		memcpy(ch + k, x->batch->changes, x->batch->count * sizeof *ch);
+		k += x->batch->count;
+		mb->head = max_u64(mb->head, x->batch->head);
+		parts[i] = x->batch;
+		x->batch = NULL;
+		rx_item_free(x);
+	}
+	m->subtype = REPL_SUBTYPE_BATCH;
+	m->batch = mb;
+	m->bytes = bytes;
+	m->parts = parts;
+	m->nparts = n;
+	return m;
 }
 
 static void rxq_clear(struct repl *r)
@@ -585,7 +664,7 @@ static void on_rx_applied(void *arg, const struct repl_apply_result *res)
 		} else {
 			if (!res->duplicate) {
 				r->applied = max_u64(r->applied, res->position);
-				r->st.batches_applied++;
+				r->st.batches_applied += it->nparts ? (uint64_t)it->nparts : 1;
 				r->st.changes_applied += res->applied;
 				log_conflicts(r, res);
 			}
@@ -676,7 +755,10 @@ static void rx_pump(struct repl *r)
 			r->apply_req = repl_resync_finish_query(r->pool, r->cfg.peer_id, &it->mark,
 								 on_rx_applied, o);
 		} else {
-			r->apply_req = repl_apply_batch(r->pool, r->cfg.peer_id, b, on_rx_applied, o);
+			if (!snap)
+				o->item = it = rx_merge(r, it);
+			r->apply_req = repl_apply_batch(r->pool, r->cfg.peer_id, it->batch,
+							on_rx_applied, o);
 		}
 		if (!r->apply_req) {
 			free(o);

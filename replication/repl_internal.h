@@ -58,6 +58,8 @@ struct pg_req *repl_outbox_fetch(struct pg_pool *pool, uint64_t after, int limit
 				 repl_rows_cb cb, void *arg);
 /* Row i of a fetch result as a change (pointers into res).  0, or -1 if malformed. */
 int repl_outbox_row(const PGresult *res, int i, struct repl_change *c);
+/* The outbox's largest id as the fetch saw it (0 if unknown). */
+uint64_t repl_outbox_head(const PGresult *res);
 
 /* Persist acked_id for peer (never lowers it). */
 struct repl_q *repl_acked_store(struct pg_pool *pool, uint32_t peer, uint64_t acked,

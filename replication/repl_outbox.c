@@ -125,18 +125,30 @@ struct pg_req *repl_outbox_fetch(struct pg_pool *pool, uint64_t after, int limit
 	snprintf(a, sizeof a, "%" PRIu64, after);
 	snprintf(l, sizeof l, "%d", limit);
 	const char *params[2] = {a, l};
+	/* The 10th column, the outbox's largest id, keeps the head we announce in heartbeats
+	 * (the catch-up target of a peer taking its users back) current while a backlog is
+	 * still being read in batches. */
 	return pg_query(pool,
 			"SELECT id, hlc, prev_hlc, origin, prev_origin, op, tbl, pk::text,"
-			" data::text FROM repl_outbox WHERE id > $1::bigint ORDER BY id"
-			" LIMIT $2::int",
+			" data::text, (SELECT max(id) FROM repl_outbox) FROM repl_outbox"
+			" WHERE id > $1::bigint ORDER BY id LIMIT $2::int",
 			2, params, cb, arg);
+}
+
+uint64_t repl_outbox_head(const PGresult *res)
+{
+	int ok = 1;
+	if (PQnfields(res) != 10 || PQntuples(res) < 1)
+		return 0;
+	uint64_t h = repl_pg_u64(res, 0, 9, &ok);
+	return ok ? h : 0;
 }
 
 int repl_outbox_row(const PGresult *res, int i, struct repl_change *c)
 {
 	int ok = 1;
 	memset(c, 0, sizeof *c);
-	if (PQnfields(res) != 9 || i < 0 || i >= PQntuples(res))
+	if (PQnfields(res) < 9 || i < 0 || i >= PQntuples(res))
 		return -1;
 	c->id = repl_pg_u64(res, i, 0, &ok);
 	c->hlc = repl_pg_u64(res, i, 1, &ok);
