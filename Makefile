@@ -94,6 +94,7 @@ bench:
 	contrib/install-deps bench
 	$(MAKE) all
 	contrib/bench/run
+	contrib/bench/replication
 
 # libFuzzer targets (clang). fuzz-build only builds; `make fuzz` runs each for FUZZ_SECONDS.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -120,7 +121,8 @@ fuzz: fuzz-build
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --suppress=missingIncludeSystem -I. lib engine ha heartbeat replication
-	shellcheck contrib/install-deps contrib/local-group contrib/demo contrib/bench/run \
+	shellcheck -x contrib/install-deps contrib/local-group contrib/demo contrib/bench/run \
+	  contrib/bench/replication \
 	  tests/run tests/lib/pg.sh .ci/run tests/integration/*.sh
 
 clean:
