@@ -371,22 +371,33 @@ static const char *home_expr(const struct srm *srm, char *buf, size_t len)
 	return buf;
 }
 
-static void cmd_user_add(struct ctl_conn *c, int argc, char **argv)
+/* An operation on JID with fresh SCRAM credentials for PASSWORD; NULL once the error has
+ * been answered. */
+static struct user_op *op_with_credentials(struct ctl_conn *c, const char *jid,
+					   const char *password)
 {
-	struct user_op *op = op_new(c, argv[0]);
+	struct user_op *op = op_new(c, jid);
 	if (!op)
-		return;
-	if (!password_valid(argv[1])) {
+		return NULL;
+	if (!password_valid(password)) {
 		op_reply_error(op, "bad-password",
 			       "the password must be 1 to 1023 bytes of UTF-8 without control "
 			       "characters");
-		return;
+		return NULL;
 	}
-	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &op->s1, &op->s256) <
+	if (creds_derive(password, (unsigned)op->srm->cfg.scram_iterations, &op->s1, &op->s256) <
 	    0) {
 		op_reply_error(op, "internal", "credential derivation failed");
-		return;
+		return NULL;
 	}
+	return op;
+}
+
+static void cmd_user_add(struct ctl_conn *c, int argc, char **argv)
+{
+	struct user_op *op = op_with_credentials(c, argv[0], argv[1]);
+	if (!op)
+		return;
 	char home[256], sql[1024];
 	snprintf(sql, sizeof sql,
 		 "INSERT INTO users (username, home_node, sha1_salt, sha1_iter, sha1_stored,"
@@ -424,20 +435,9 @@ static void on_passwd_result(void *arg, PGresult *res, const char *errmsg)
 
 static void cmd_user_passwd(struct ctl_conn *c, int argc, char **argv)
 {
-	struct user_op *op = op_new(c, argv[0]);
+	struct user_op *op = op_with_credentials(c, argv[0], argv[1]);
 	if (!op)
 		return;
-	if (!password_valid(argv[1])) {
-		op_reply_error(op, "bad-password",
-			       "the password must be 1 to 1023 bytes of UTF-8 without control "
-			       "characters");
-		return;
-	}
-	if (creds_derive(argv[1], (unsigned)op->srm->cfg.scram_iterations, &op->s1, &op->s256) <
-	    0) {
-		op_reply_error(op, "internal", "credential derivation failed");
-		return;
-	}
 	const char *params[] = {op->local,     op->s1.salt,     op->s1.iter,
 				op->s1.stored, op->s1.server,   op->s256.salt,
 				op->s256.iter, op->s256.stored, op->s256.server};
