@@ -24,12 +24,9 @@ Uses DUET_BUILD (default build/).  Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -39,13 +36,12 @@ sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
 try:
     from rawxmpp import RawClient, XmppError, local
-    from xmpp_clients import (Client, XmppFailure, free_base_port, load_group_env,
-                              quiet_slixmpp)
+    from xmpp_clients import Client, XmppFailure, quiet_slixmpp
+    from pair_harness import Fail, Pair
 except ImportError as e:
     print(f"SKIP: {e} (contrib/install-deps test installs python3-slixmpp)")
     sys.exit(77)
 
-LG = str(ROOT / "contrib" / "local-group")
 PASSWORD = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
 CSD = "Critical Services Not Running"
 T0 = time.monotonic()
@@ -53,124 +49,6 @@ T0 = time.monotonic()
 
 def log(text):
     print(f"[{time.monotonic() - T0:6.2f}s] test_pair_failover: {text}", flush=True)
-
-
-class Fail(Exception):
-    pass
-
-
-class Pair:
-    def __init__(self, build):
-        self.build = build
-        self.dir = tempfile.mkdtemp(prefix="dpair.", dir="/tmp")
-        self.env = None
-        self.base = None
-
-    def lg(self, *args, check=True, extra_env=None):
-        env = dict(os.environ)
-        env.update(extra_env or {})
-        res = subprocess.run([LG, *args, "--build", self.build], capture_output=True,
-                             text=True, timeout=120, check=False, env=env)
-        if check and res.returncode != 0:
-            raise Fail(f"local-group {' '.join(args)} failed ({res.returncode}):\n"
-                       f"{res.stdout}{res.stderr}")
-        return res
-
-    def up(self):
-        # Pair ports: base..base+5 for node 1, base+10..base+15 for node 2.
-        while True:
-            self.base = free_base_port(step=20)
-            if all(port_free(self.base + d) for d in (2, 10, 11, 12)):
-                break
-        self.lg("up", self.dir, "--nodes", "2", "--base-port", str(self.base))
-        self.env = load_group_env(os.path.join(self.dir, "group.env"))
-
-    def ctl(self, n, *args, check=True):
-        cmd = [os.path.join(self.build, "bin", "srmctl"), "-s", self.env[f"NODE{n}_CTL"],
-               *args]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-        if check and res.returncode != 0:
-            raise Fail(f"srmctl {' '.join(args)} on node {n} exited {res.returncode}: "
-                       f"{(res.stderr or res.stdout).strip()}\n{self.both()}")
-        return res
-
-    def status(self, n):
-        res = self.ctl(n, "status", "--json", check=False)
-        if res.returncode != 0:
-            return None
-        try:
-            return json.loads(res.stdout)
-        except ValueError:
-            return None
-
-    def state(self, n):
-        st = self.status(n)
-        return (st["state"], st["reason"]) if st else ("(srmd down)", "-")
-
-    def both(self):
-        return " | ".join(f"node {n}: {s} ({r})" for n in (1, 2)
-                          for s, r in [self.state(n)])
-
-    def wait(self, want, timeout, what):
-        """want: {node: (state, reason or None)}; both nodes' views must match."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ok = True
-            for n, (state, reason) in want.items():
-                s, r = self.state(n)
-                if s != state or (reason is not None and r != reason):
-                    ok = False
-            if ok:
-                log(f"{what}: {self.both()}")
-                return
-            if time.monotonic() > deadline:
-                raise Fail(f"{what}: not reached within {timeout}s; now {self.both()}; "
-                           f"wanted {want}")
-            time.sleep(0.1)
-
-    def both_normal(self, timeout, what):
-        self.wait({1: ("Normal", "Normal"), 2: ("Normal", "Normal")}, timeout, what)
-
-    def wait_services(self, n, timeout):
-        """Node n's critical services run (an operator's fallback needs them)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status(n)
-            me = st and [x for x in st["pair"]["nodes"] if x["self"]][0]
-            if me and me["critical_services"]["engine"] and me["critical_services"]["database"]:
-                return
-            if time.monotonic() > deadline:
-                raise Fail(f"node {n}'s critical services not up after {timeout}s: "
-                           f"{self.both()}")
-            time.sleep(0.1)
-
-    def engine_pid(self, n):
-        st = self.status(n)
-        return st["engine"]["pid"] if st else 0
-
-    def xmpp_port(self, n):
-        return int(self.env[f"NODE{n}_XMPP_PORT"])
-
-    def log_text(self, n):
-        with open(self.env[f"NODE{n}_LOG"], encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def down(self, keep):
-        subprocess.run([LG, "down", self.dir], capture_output=True, timeout=120, check=False)
-        if keep:
-            print(f"logs kept in {self.dir}", file=sys.stderr)
-        else:
-            subprocess.run(["rm", "-rf", self.dir], check=False)
-
-
-def port_free(port):
-    import socket
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def redirected(pair, user, node):
@@ -239,7 +117,7 @@ def kill_engine_until(pair, n, want, timeout):
 
 async def scenario(pair):
     # 1. up, provisioning on both nodes, redirects
-    pair.both_normal(20, "up")
+    pair.wait_normal(20, "up")
     pair.ctl(1, "user", "add", "alice", PASSWORD["alice"])
     pair.ctl(2, "user", "add", "bob", PASSWORD["bob"])
     for n in (1, 2):
@@ -262,7 +140,7 @@ async def scenario(pair):
         if time.monotonic() > deadline:
             raise Fail(f"presenced of node 1 not restarted: {pair.both()}")
         time.sleep(0.1)
-    pair.both_normal(1, "presenced restarted inside the Critical Service Down Delay")
+    pair.wait_normal(1, "presenced restarted inside the Critical Service Down Delay")
     if pair.status(1)["engine"]["restarts"] < 1:
         raise Fail("engine restart not counted")
 
@@ -274,7 +152,7 @@ async def scenario(pair):
                2: ("Running in Backup Mode", "Critical Service Down")}, 15,
               "presenced back on node 1 (T11)")
     pair.ctl(1, "fallback")
-    pair.both_normal(15, "fallback after critical service down")
+    pair.wait_normal(15, "fallback after critical service down")
     deadline = time.monotonic() + 10
     while a2.session_started and a2.transport and not a2.stream_error:
         if time.monotonic() > deadline:
@@ -295,7 +173,7 @@ async def scenario(pair):
                2: ("Running in Backup Mode", "Peer Down")}, 20, "node 1 restarted")
     pair.wait_services(1, 20)
     pair.ctl(1, "fallback")
-    pair.both_normal(15, "fallback after Peer Down")
+    pair.wait_normal(15, "fallback after Peer Down")
 
     # 5. clean stop: Peer Reboot
     pair.lg("stop", pair.dir, "1")
@@ -305,7 +183,7 @@ async def scenario(pair):
     pair.wait({1: ("Failed Over", "Initialization")}, 20, "node 1 started")
     pair.wait_services(1, 20)
     pair.ctl(2, "fallback", "1")
-    pair.both_normal(15, "fallback 1 asked on node 2")
+    pair.wait_normal(15, "fallback 1 asked on node 2")
 
     # 6. database of node 1 stops
     pair.lg("db-stop", pair.dir, "1")
@@ -315,7 +193,7 @@ async def scenario(pair):
     pair.lg("db-start", pair.dir, "1")
     pair.wait({1: ("Failed Over", "Database Failure")}, 20, "database 1 back")
     pair.ctl(1, "fallback")
-    pair.both_normal(15, "fallback after Database Failure")
+    pair.wait_normal(15, "fallback after Database Failure")
 
     # 7. manual failover of node 2, persisted across an srmd restart
     pair.ctl(2, "failover")
@@ -330,7 +208,7 @@ async def scenario(pair):
         raise Fail(f"manual-failover mode lost over a restart: {pair.both()}")
     pair.wait_services(2, 20)
     pair.ctl(1, "fallback", "2")
-    pair.both_normal(15, "fallback 2 asked on node 1")
+    pair.wait_normal(15, "fallback 2 asked on node 1")
     await (await login(pair, "bob", 2)).logout()
 
     # 8. automatic fallback
@@ -340,11 +218,11 @@ async def scenario(pair):
         pair.lg("stop", pair.dir, str(n))
     for n in (1, 2):
         pair.lg("start", pair.dir, str(n))
-    pair.both_normal(20, "restarted with automatic fallback on")
+    pair.wait_normal(20, "restarted with automatic fallback on")
     pair.lg("db-stop", pair.dir, "1")
     pair.wait({1: (f"Failed Over with {CSD}", "Database Failure")}, 15, "database 1 stopped")
     pair.lg("db-start", pair.dir, "1")
-    pair.both_normal(25, "automatic fallback (no operator)")
+    pair.wait_normal(25, "automatic fallback (no operator)")
     if "Automatic Fallback" not in pair.log_text(1):
         raise Fail("node 1's log does not show the Automatic Fallback transition")
     log("node 1 went Taking Back (Automatic Fallback) by itself")
@@ -358,7 +236,7 @@ def main():
         print("SKIP: PostgreSQL 15 is not installed")
         return 77
     quiet_slixmpp()
-    pair = Pair(build)
+    pair = Pair(build, log)
     ok = False
     try:
         pair.up()

@@ -17,11 +17,8 @@ Uses DUET_BUILD (default build/).  Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -31,13 +28,13 @@ sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
 try:
     from slixmpp.xmlstream import ET
-    from xmpp_clients import (Client, XmppFailure, free_base_port, load_group_env,
+    from xmpp_clients import (Client, XmppFailure,
                               quiet_slixmpp, subscribe_mutually)
+    from pair_harness import Fail, Pair
 except ImportError as e:
     print(f"SKIP: {e} (contrib/install-deps test installs python3-slixmpp)")
     sys.exit(77)
 
-LG = str(ROOT / "contrib" / "local-group")
 USERS = {"alice": 1, "bob": 2, "carol": 1, "dave": 2}  # Balanced: alternate homes
 CONVERGE_S = 15
 T0 = time.monotonic()
@@ -48,127 +45,8 @@ def log(text):
     print(f"[{time.monotonic() - T0:6.2f}s] test_pair_replication: {text}", flush=True)
 
 
-class Fail(Exception):
-    pass
-
-
 def password(user):
     return f"{user}-pw-r"
-
-
-class Pair:
-    def __init__(self, build):
-        self.build = build
-        self.dir = tempfile.mkdtemp(prefix="drepl.", dir="/tmp")
-        self.env = None
-
-    def lg(self, *args):
-        res = subprocess.run([LG, *args, "--build", self.build], capture_output=True,
-                             text=True, timeout=120, check=False)
-        if res.returncode != 0:
-            raise Fail(f"local-group {' '.join(args)} failed ({res.returncode}):\n"
-                       f"{res.stdout}{res.stderr}")
-        return res
-
-    def up(self):
-        # Pair ports: base..base+5 for node 1, base+10..base+15 for node 2.
-        while True:
-            base = free_base_port(step=20)
-            if all(port_free(base + d) for d in (2, 3, 10, 11, 12, 13)):
-                break
-        self.lg("up", self.dir, "--nodes", "2", "--base-port", str(base))
-        self.env = load_group_env(os.path.join(self.dir, "group.env"))
-
-    def ctl(self, n, *args, check=True):
-        cmd = [os.path.join(self.build, "bin", "srmctl"), "-s", self.env[f"NODE{n}_CTL"],
-               *args]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-        if check and res.returncode != 0:
-            raise Fail(f"srmctl {' '.join(args)} on node {n} exited {res.returncode}: "
-                       f"{(res.stderr or res.stdout).strip()}")
-        return res
-
-    def status(self, n):
-        res = self.ctl(n, "status", "--json", check=False)
-        if res.returncode != 0:
-            return None
-        try:
-            return json.loads(res.stdout)
-        except ValueError:
-            return None
-
-    def state(self, n):
-        st = self.status(n)
-        return (st["state"], st["reason"]) if st else ("(srmd down)", "-")
-
-    def both(self):
-        return " | ".join(f"node {n}: {s} ({r})" for n in (1, 2) for s, r in [self.state(n)])
-
-    def wait(self, want, timeout, what):
-        deadline = time.monotonic() + timeout
-        while True:
-            if all(self.state(n)[0] == s and (r is None or self.state(n)[1] == r)
-                   for n, (s, r) in want.items()):
-                log(f"{what}: {self.both()}")
-                return
-            if time.monotonic() > deadline:
-                raise Fail(f"{what}: not reached within {timeout}s; now {self.both()}")
-            time.sleep(0.1)
-
-    def wait_services(self, n, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status(n)
-            me = st and [x for x in st["pair"]["nodes"] if x["self"]][0]
-            if me and me["critical_services"]["engine"] and me["critical_services"]["database"]:
-                return
-            if time.monotonic() > deadline:
-                raise Fail(f"node {n}'s services not up after {timeout}s: {self.both()}")
-            time.sleep(0.1)
-
-    def digest(self, n):
-        res = self.ctl(n, "digest", "--json", check=False)
-        if res.returncode != 0:
-            return None
-        return json.loads(res.stdout)
-
-    def wait_converged(self, what, timeout=CONVERGE_S):
-        deadline = time.monotonic() + timeout
-        while True:
-            d1, d2 = self.digest(1), self.digest(2)
-            if d1 and d2 and d1["digest"] == d2["digest"]:
-                rows = {t["table"]: t["rows"] for t in d1["tables"]}
-                log(f"{what}: digests equal ({d1['digest'][:12]}..., rows {rows})")
-                return d1
-            if time.monotonic() > deadline:
-                raise Fail(f"{what}: digests differ after {timeout}s:\n node 1 {d1}\n "
-                           f"node 2 {d2}\n{self.ctl(1, 'status', check=False).stdout}"
-                           f"{self.ctl(2, 'status', check=False).stdout}")
-            time.sleep(0.2)
-
-    def xmpp_port(self, n):
-        return int(self.env[f"NODE{n}_XMPP_PORT"])
-
-    def log_text(self, n):
-        with open(self.env[f"NODE{n}_LOG"], encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def down(self, keep):
-        subprocess.run([LG, "down", self.dir], capture_output=True, timeout=120, check=False)
-        if keep:
-            print(f"logs kept in {self.dir}", file=sys.stderr)
-        else:
-            subprocess.run(["rm", "-rf", self.dir], check=False)
-
-
-def port_free(port):
-    import socket
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def jid(pair, user):
@@ -248,7 +126,7 @@ async def scenario(pair):
     await carol.logout()
     alice.send_message(mto=jid(pair, "carol"), mbody="offline-on-1", mtype="chat")
     await asyncio.sleep(0.5)
-    d = pair.wait_converged("writes on both nodes")
+    d = pair.wait_converged("writes on both nodes", CONVERGE_S)
     rows = {t["table"]: t["rows"] for t in d["tables"]}
     if rows.get("offline_messages", 0) < 2 or rows.get("vcards", 0) < 2:
         raise Fail(f"expected the offline messages and vCards in the digest: {rows}")
@@ -305,7 +183,7 @@ async def scenario(pair):
     if "catchup: replication from the peer caught up" not in pair.log_text(1):
         raise Fail("node 1's log does not show the catch-up")
     log(f"Taking Back waited {cu['last_ms']} ms for applied >= {cu['last_target']}")
-    pair.wait_converged("after fallback")
+    pair.wait_converged("after fallback", CONVERGE_S)
     alice = await login(pair, "alice", 1)
     roster = await roster_of(alice)
     if jid(pair, "gina") not in roster or roster.get(jid(pair, "carol")) != "both":
@@ -318,7 +196,7 @@ async def scenario(pair):
         raise Fail(f"carol got the backup's message more than once: {carol.messages}")
     await alice.logout()
     await carol.logout()
-    pair.wait_converged("end")
+    pair.wait_converged("end", CONVERGE_S)
 
 
 def main():
@@ -329,7 +207,7 @@ def main():
         print("SKIP: PostgreSQL 15 is not installed")
         return 77
     quiet_slixmpp()
-    pair = Pair(build)
+    pair = Pair(build, log)
     ok = False
     try:
         pair.up()
