@@ -1,6 +1,6 @@
 # Duet — one plain GNU Makefile.  `make` builds build/bin/{srmd,presenced,srmctl}.
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (what the tests run).
-# Targets: all, check, demo, bench, fuzz, lint, clean.
+# Targets: all, check, soak, demo, bench, bench-failover, fuzz, lint, install, uninstall, clean.
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -14,7 +14,7 @@ OPT = -O2 -g
 endif
 
 CC ?= cc
-PKGS = libevent libevent_openssl expat openssl libpq
+PKGS = libevent libevent_openssl expat openssl libpq libcpg
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PG_INC := $(shell pg_config --includedir 2>/dev/null)
@@ -41,7 +41,7 @@ BINS := $(BUILD)/bin/srmd $(BUILD)/bin/presenced $(BUILD)/bin/srmctl \
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all check unit fuzz fuzz-run demo bench lint clean deps
+.PHONY: all check soak unit fuzz fuzz-run demo bench bench-failover lint clean deps install uninstall
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -85,6 +85,13 @@ check:
 
 units: $(UNIT_BINS)
 
+# The fault scenarios of tests/fault/ (as root: network namespaces), long: each one
+# DUET_FAULT_ROUNDS times (default 3) with 60 s of random loss (docs/testing.md).
+soak:
+	contrib/install-deps test
+	$(MAKE) -j2 SAN=1 all
+	DUET_BUILD=$(CURDIR)/build/san DUET_FAULT_MODE=soak tests/fault/test_fault_scenarios.py
+
 demo:
 	contrib/install-deps test
 	$(MAKE) all
@@ -95,6 +102,13 @@ bench:
 	$(MAKE) all
 	contrib/bench/run
 	contrib/bench/replication
+
+# Clients through a failover: 15,000 on a local pair, four scenarios (docs/benchmarks.md).
+# BENCH_FAILOVER_ARGS=--quick for 1,000 clients.
+bench-failover:
+	contrib/install-deps bench
+	$(MAKE) all
+	contrib/bench/failover $(BENCH_FAILOVER_ARGS)
 
 # libFuzzer targets (clang). fuzz-build only builds; `make fuzz` runs each for FUZZ_SECONDS.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -124,6 +138,38 @@ lint:
 	shellcheck -x contrib/install-deps contrib/local-group contrib/demo contrib/bench/run \
 	  contrib/bench/replication \
 	  tests/run tests/lib/pg.sh .ci/run tests/integration/*.sh
+
+# make install [PREFIX=/usr/local] [DESTDIR=] (docs/operator-guide.md "Install"): the three
+# programs in sbin (srmd runs the presenced next to it), man pages, the systemd unit and
+# sysusers file, the example config and the operator docs.  BUILD picks the binaries.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/duet
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL ?= install
+INSTALL_DOCS := contrib/duet.conf.example docs/operator-guide.md docs/parameters.md \
+	docs/srmctl-protocol.md docs/state-machine.md
+
+install: $(BUILD)/bin/srmd $(BUILD)/bin/presenced $(BUILD)/bin/srmctl
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	$(INSTALL) -m 755 $^ $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 644 docs/srmctl.8 docs/srmd.8 $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  contrib/systemd/duet-srmd.service.in >$(DESTDIR)$(SYSTEMDUNITDIR)/duet-srmd.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/duet-srmd.service
+	$(INSTALL) -m 644 contrib/systemd/duet.sysusers $(DESTDIR)$(SYSUSERSDIR)/duet.conf
+	$(INSTALL) -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/srmd $(DESTDIR)$(SBINDIR)/presenced $(DESTDIR)$(SBINDIR)/srmctl \
+	  $(DESTDIR)$(MANDIR)/man8/srmctl.8 $(DESTDIR)$(MANDIR)/man8/srmd.8 \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/duet-srmd.service $(DESTDIR)$(SYSUSERSDIR)/duet.conf \
+	  $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(INSTALL_DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build

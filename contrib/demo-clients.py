@@ -508,7 +508,7 @@ async def run_pair(args, env, narrator):
 
         narrator.say("OPERATOR: srmctl fallback (on node 1): node 1 takes its users back")
         timeline.mark("fallback")
-        out = pair.srmctl(1, "fallback").stdout.strip()
+        out = pair.srmctl(1, "fallback", "--yes").stdout.strip()
         if out:
             narrator.say(f"srmctl: {out}")
 

@@ -1,7 +1,16 @@
 /* One client connection (RFC 6120): TCP or direct TLS, STARTTLS, stream headers and
  * features, SASL (through conn_auth.c), resource binding, then stanzas to the router.
  * Also the bounds that protect the server: per-address counts, stanza limits (xml.c),
- * unauthenticated and idle timeouts, whitespace keepalives, slow readers. */
+ * unauthenticated and idle timeouts, whitespace keepalives, slow readers.
+ *
+ * I/O is OpenSSL on the socket itself with read-ahead (a read takes whole socket buffers,
+ * not a record header and then its body), one persistent read event, and a write event
+ * only while the socket is full.  Output is written once per event-loop round: what a
+ * connection's own input caused goes out at the end of its read callback, what others
+ * queue for it (presence, messages, database answers) from one deferred flush event, so
+ * the replies of a round make one TLS record and one write.  (A bufferevent per
+ * connection cost about twice the system calls per login: a read per record header, and
+ * its write event switched on and off around every reply.) */
 #include <errno.h>
 #include <malloc.h>
 #include <poll.h>
@@ -11,10 +20,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "engine/engine.h"
 #include "engine/sasl.h"
@@ -33,11 +41,17 @@ enum phase {
 };
 
 struct conn {
-	struct bufferevent *bev;
+	SSL *ssl; /* once TLS has started */
+	struct event *rev, *wev; /* readable (while reading), writable (only while blocked) */
+	struct evbuffer *out;    /* waiting to be written */
 	int fd;
+	int flush_slot; /* index in the deferred flush queue, -1 if not queued */
 	struct xml_stream *xs;
 	enum phase phase;
 	bool tls, header_sent, authenticated, in_read, dead, overflow, binding, prefetching;
+	bool admitted; /* took a login token (at the first plaintext header, or at SASL) */
+	bool creds_wait; /* SASL waits for the user's row (credentials and user in one query) */
+	bool handshaking, wev_on, read_wants_write;
 	char ip[64];
 	char stream_id[24];
 	char *username;
@@ -56,9 +70,9 @@ struct conn {
 	struct conn *prev, *next;
 };
 
-static void conn_readcb(struct bufferevent *bev, void *arg);
-static void conn_writecb(struct bufferevent *bev, void *arg);
-static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+static void conn_io(evutil_socket_t fd, short what, void *arg);
+static void conn_flush(struct conn *c);
+static void output_added(struct conn *c);
 static void conn_free(struct conn *c);
 static void conn_begin_close(struct conn *c);
 
@@ -69,6 +83,14 @@ static void xs_error(void *arg, enum xml_stream_error err);
 static const struct xml_stream_cb xs_callbacks = {xs_open, xs_stanza, xs_close, xs_error};
 
 bool conn_tls_active(const struct conn *c) { return c->tls; }
+
+bool conn_take_admission(struct conn *c)
+{
+	if (!c->admitted && !login_admit())
+		return false;
+	c->admitted = true;
+	return true;
+}
 const char *conn_ip(const struct conn *c) { return c->ip; }
 struct resource *conn_resource(const struct conn *c) { return c->res; }
 int conn_established(const struct conn *c) { return c->phase == PH_ESTABLISHED; }
@@ -95,30 +117,41 @@ static void per_ip_adjust(const char *ip, long delta)
 		strmap_put(server.per_ip, ip, (void *)(intptr_t)n);
 }
 
-static int setup_bev(struct conn *c, bool tls_accepting)
+static int start_io(struct conn *c)
 {
-	if (tls_accepting) {
-		SSL *ssl = SSL_new(server.ssl_ctx);
-		if (!ssl)
-			return -1;
-		c->bev = bufferevent_openssl_socket_new(server.base, c->fd, ssl,
-							BUFFEREVENT_SSL_ACCEPTING,
-							BEV_OPT_CLOSE_ON_FREE);
-		if (!c->bev) {
-			SSL_free(ssl);
-			return -1;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-		c->tls = true;
-	} else {
-		/* Not CLOSE_ON_FREE: STARTTLS replaces this bufferevent on the same socket. */
-		c->bev = bufferevent_socket_new(server.base, c->fd, 0);
-		if (!c->bev)
-			return -1;
-	}
-	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->out = evbuffer_new();
+	c->rev = event_new(server.base, c->fd, EV_READ | EV_PERSIST, conn_io, c);
+	c->wev = event_new(server.base, c->fd, EV_WRITE | EV_PERSIST, conn_io, c);
+	if (!c->out || !c->rev || !c->wev || event_add(c->rev, NULL) < 0)
+		return -1;
 	return 0;
+}
+
+/* The server side of a TLS handshake on the connection's socket (run by conn_io). */
+static int start_tls(struct conn *c)
+{
+	c->ssl = SSL_new(server.ssl_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+		return -1;
+	SSL_set_accept_state(c->ssl);
+	c->tls = true;
+	c->handshaking = true;
+	return 0;
+}
+
+static void io_release(struct conn *c)
+{
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->out)
+		evbuffer_free(c->out);
+	c->rev = c->wev = NULL;
+	c->ssl = NULL;
+	c->out = NULL;
 }
 
 void conn_accept(int fd, const char *ip, bool direct_tls)
@@ -129,12 +162,14 @@ void conn_accept(int fd, const char *ip, bool direct_tls)
 		return;
 	}
 	c->fd = fd;
+	c->flush_slot = -1;
 	snprintf(c->ip, sizeof c->ip, "%s", ip);
 	c->opened = c->last_read = c->last_write = time(NULL);
 	c->xs = new_parser(c);
-	if (!c->xs || setup_bev(c, direct_tls) < 0) {
+	if (!c->xs || start_io(c) < 0 || (direct_tls && start_tls(c) < 0)) {
 		log_warnx("conn %s: out of memory", ip);
 		xml_stream_free(c->xs);
+		io_release(c);
 		free(c);
 		close(fd);
 		return;
@@ -172,9 +207,127 @@ static void reap_overflowed(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- deferred flush ---- */
+
+static struct conn **flushq;
+static size_t nflushq, capflushq;
+static struct event *flush_ev;
+
+static void flush_queued(evutil_socket_t fd, short what, void *arg)
+{
+	/* Flushing may queue more (a closing connection's unavailable presence): those go
+	 * out in this same pass. */
+	for (size_t i = 0; i < nflushq; i++) {
+		struct conn *c = flushq[i];
+		flushq[i] = NULL;
+		if (!c)
+			continue; /* freed meanwhile */
+		c->flush_slot = -1;
+		conn_flush(c);
+	}
+	nflushq = 0;
+}
+
+/* Output was queued on c: write it at the end of this round. */
+static void output_added(struct conn *c)
+{
+	if (c->in_read || c->flush_slot >= 0 || c->dead)
+		return; /* conn_io writes it when the read callback ends, or it is queued */
+	if (nflushq == capflushq) {
+		size_t cap = capflushq ? 2 * capflushq : 256;
+		struct conn **q = realloc(flushq, cap * sizeof *q);
+		if (!q) {
+			conn_flush(c);
+			return;
+		}
+		flushq = q;
+		capflushq = cap;
+	}
+	if (!flush_ev && !(flush_ev = event_new(server.base, -1, 0, flush_queued, NULL))) {
+		conn_flush(c);
+		return;
+	}
+	c->flush_slot = (int)nflushq;
+	flushq[nflushq++] = c;
+	if (nflushq == 1)
+		event_active(flush_ev, EV_TIMEOUT, 0);
+}
+
+static void wev_set(struct conn *c, bool on)
+{
+	if (on == c->wev_on)
+		return;
+	if (on)
+		event_add(c->wev, NULL);
+	else
+		event_del(c->wev);
+	c->wev_on = on;
+}
+
+/* The peer went away or the link broke: nothing more can be written. */
+static void io_failed(struct conn *c, const char *why)
+{
+	unsigned long e;
+	while ((e = ERR_get_error()))
+		log_debug("conn %s: tls: %s", c->ip, ERR_reason_error_string(e));
+	log_debug("conn %s: closed (%s)", c->ip, why);
+	conn_free(c);
+}
+
+#define TLS_CHUNK 16384 /* a full TLS record */
+
+/* Write what is queued until done or the socket is full.  May free c: a closing
+ * connection once its output is out, or a broken link. */
+static void conn_flush(struct conn *c)
+{
+	if (c->dead || c->handshaking)
+		return; /* output waits for the handshake */
+	struct evbuffer *out = c->out;
+	while (evbuffer_get_length(out) > 0) {
+		if (!c->ssl) {
+			int n = evbuffer_write(out, c->fd);
+			if (n > 0)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+				wev_set(c, true);
+				return;
+			}
+			io_failed(c, n < 0 ? strerror(errno) : "write failed");
+			return;
+		}
+		size_t len = evbuffer_get_length(out);
+		if (len > TLS_CHUNK)
+			len = TLS_CHUNK;
+		unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)len);
+		if (!p) {
+			io_failed(c, "out of memory");
+			return;
+		}
+		ERR_clear_error();
+		int n = SSL_write(c->ssl, p, (int)len);
+		if (n > 0) {
+			evbuffer_drain(out, (size_t)n);
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			wev_set(c, true);
+			return;
+		}
+		if (e == SSL_ERROR_WANT_READ)
+			return; /* the next read event retries (conn_io ends with a flush) */
+		io_failed(c, "tls write");
+		return;
+	}
+	if (!c->read_wants_write)
+		wev_set(c, false);
+	if (c->phase == PH_CLOSING && !c->in_read)
+		conn_free(c);
+}
+
 static bool output_overflow(struct conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	size_t queued = evbuffer_get_length(out);
 	if (queued <= (size_t)server.cfg.max_send_queue)
 		return false;
@@ -194,21 +347,23 @@ void conn_send_raw(struct conn *c, const char *data, size_t len)
 {
 	if (c->phase == PH_CLOSING || c->dead || c->overflow)
 		return;
-	bufferevent_write(c->bev, data, len);
+	evbuffer_add(c->out, data, len);
 	c->last_write = time(NULL);
-	output_overflow(c);
+	if (!output_overflow(c))
+		output_added(c);
 }
 
 void conn_send(struct conn *c, const struct xml_node *stanza)
 {
 	if (c->phase == PH_CLOSING || c->dead || c->overflow)
 		return;
-	if (xml_serialize(stanza, bufferevent_get_output(c->bev)) < 0) {
+	if (xml_serialize(stanza, c->out) < 0) {
 		conn_stream_error(c, "resource-constraint", NULL);
 		return;
 	}
 	c->last_write = time(NULL);
-	output_overflow(c);
+	if (!output_overflow(c))
+		output_added(c);
 }
 
 static void send_header(struct conn *c)
@@ -216,7 +371,7 @@ static void send_header(struct conn *c)
 	if (c->header_sent)
 		return;
 	random_id(c->stream_id, sizeof c->stream_id);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	evbuffer_add_printf(out,
 			    "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
 			    "' xmlns:stream='" NS_STREAMS "' id='%s' from='",
@@ -229,10 +384,16 @@ static void send_header(struct conn *c)
 
 void conn_stream_error(struct conn *c, const char *condition, const char *text)
 {
+	conn_stream_error_app(c, condition, text, NULL);
+}
+
+void conn_stream_error_app(struct conn *c, const char *condition, const char *text,
+			   const char *app_xml)
+{
 	if (c->phase == PH_CLOSING || c->dead)
 		return;
 	send_header(c);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	evbuffer_add_printf(out, "<stream:error><%s xmlns='" NS_STREAM_ERR "'", condition);
 	if (text && strcmp(condition, "see-other-host") == 0) {
 		evbuffer_add_printf(out, ">");
@@ -246,6 +407,8 @@ void conn_stream_error(struct conn *c, const char *condition, const char *text)
 			evbuffer_add_printf(out, "</text>");
 		}
 	}
+	if (app_xml) /* RFC 6120 §4.9.4: an application-specific condition, after the text */
+		evbuffer_add(out, app_xml, strlen(app_xml));
 	evbuffer_add_printf(out, "</stream:error></stream:stream>");
 	server.stats.stream_errors++;
 	log_debug("conn %s: stream error %s", c->ip, condition);
@@ -254,7 +417,7 @@ void conn_stream_error(struct conn *c, const char *condition, const char *text)
 
 static void send_features(struct conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	evbuffer_add_printf(out, "<stream:features>");
 	if (!c->authenticated) {
 		bool tls_offer = !c->tls && server.ssl_ctx;
@@ -279,6 +442,7 @@ static void send_features(struct conn *c)
 	}
 	evbuffer_add_printf(out, "</stream:features>");
 	c->last_write = time(NULL);
+	output_added(c);
 }
 
 /* ---- closing ---- */
@@ -324,9 +488,12 @@ static void conn_begin_close(struct conn *c)
 	c->phase = PH_CLOSING;
 	c->closing_since = time(NULL);
 	conn_detach(c);
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->in_read)
+	if (c->rev)
+		event_del(c->rev); /* nothing more is read; what is queued still goes out */
+	if (evbuffer_get_length(c->out) == 0 && !c->in_read)
 		conn_free(c);
+	else
+		output_added(c);
 }
 
 static void conn_free(struct conn *c)
@@ -338,76 +505,109 @@ static void conn_free(struct conn *c)
 	conn_unlink(c);
 	server.nconns--;
 	per_ip_adjust(c->ip, -1);
-	xml_stream_free(c->xs);
-	c->xs = NULL;
 	free(c->username);
 	c->username = NULL;
-	if (c->bev) {
-		if (!c->tls)
-			close(c->fd);
-		bufferevent_free(c->bev);
-	}
-	c->bev = NULL;
-	if (!c->in_read)
+	if (c->flush_slot >= 0)
+		flushq[c->flush_slot] = NULL;
+	c->flush_slot = -1;
+	io_release(c);
+	close(c->fd);
+	if (!c->in_read) { /* else conn_io frees it (the parser may be on the stack) */
+		xml_stream_free(c->xs);
 		free(c);
+	}
 }
 
 /* ---- input ---- */
 
-static void conn_readcb(struct bufferevent *bev, void *arg)
+#define READ_CHUNK 16384
+#define READ_ROUND_MAX (4 * READ_CHUNK) /* per event: other connections get their turn */
+
+/* Read and parse until the socket is drained (or this round's share is used). */
+static void conn_read(struct conn *c)
+{
+	char buf[READ_CHUNK];
+	size_t total = 0;
+	c->last_read = time(NULL);
+	while (!c->dead && c->phase != PH_CLOSING && !c->handshaking) {
+		ssize_t n;
+		bool was_plain = !c->ssl;
+		if (c->ssl) {
+			ERR_clear_error();
+			int r = SSL_read(c->ssl, buf, sizeof buf);
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+				c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+				if (e == SSL_ERROR_WANT_WRITE)
+					wev_set(c, true);
+				else if (e != SSL_ERROR_WANT_READ)
+					io_failed(c, e == SSL_ERROR_ZERO_RETURN ? "closed by peer"
+										: "tls read");
+				return;
+			}
+			n = r;
+		} else {
+			n = read(c->fd, buf, sizeof buf);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return;
+			if (n <= 0) {
+				io_failed(c, n == 0 ? "closed by peer" : strerror(errno));
+				return;
+			}
+		}
+		if (xml_stream_feed(c->xs, buf, (size_t)n) < 0)
+			return; /* the error callback closes the stream */
+		if (was_plain && c->ssl)
+			return; /* STARTTLS: the rest of this plain read was dropped with the parser */
+		total += (size_t)n;
+		/* Drained (the event loop says when more comes): no read just to hear EAGAIN. */
+		if (c->ssl ? !SSL_has_pending(c->ssl) : (size_t)n < sizeof buf)
+			return;
+		if (total >= READ_ROUND_MAX) {
+			/* What TLS read ahead does not wake the event loop: come back for it. */
+			if (c->ssl)
+				event_active(c->rev, EV_READ, 0);
+			return;
+		}
+	}
+}
+
+static void tls_handshake(struct conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		/* The client's first bytes may have come with its Finished. */
+		if (SSL_has_pending(c->ssl))
+			conn_read(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		wev_set(c, e == SSL_ERROR_WANT_WRITE);
+	else
+		io_failed(c, "tls handshake");
+}
+
+static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	c->last_read = time(NULL);
 	c->in_read = true;
-	while (!c->dead && c->phase != PH_CLOSING && evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		size_t n = v.iov_len;
-		int rc = xml_stream_feed(c->xs, v.iov_base, n);
-		if (c->dead || !c->bev)
-			break;
-		evbuffer_drain(in, n);
-		if (rc < 0)
-			break;
+	if (c->handshaking) {
+		tls_handshake(c);
+	} else if ((what & EV_READ) || c->read_wants_write || (c->ssl && SSL_has_pending(c->ssl))) {
+		conn_read(c);
+		if (!c->dead && c->handshaking) /* STARTTLS during this read */
+			tls_handshake(c);
 	}
 	c->in_read = false;
 	if (c->dead) {
+		xml_stream_free(c->xs);
 		free(c);
 		return;
 	}
-	if (c->phase == PH_CLOSING) {
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			conn_free(c);
-	}
-}
-
-static void conn_writecb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-	if (c->phase == PH_CLOSING && !c->in_read)
-		conn_free(c);
-}
-
-static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
-{
-	struct conn *c = arg;
-	if (what & BEV_EVENT_CONNECTED)
-		return;
-	if (what & BEV_EVENT_ERROR) {
-		unsigned long e;
-		while ((e = bufferevent_get_openssl_error(bev)))
-			log_debug("conn %s: tls: %s", c->ip, ERR_reason_error_string(e));
-	}
-	log_debug("conn %s: closed by peer (%s%s%s)", c->ip, what & BEV_EVENT_EOF ? "eof" : "",
-		  what & BEV_EVENT_ERROR ? "error" : "", what & BEV_EVENT_TIMEOUT ? "timeout" : "");
-	if (c->in_read) {
-		conn_begin_close(c);
-		return;
-	}
-	conn_free(c);
+	conn_flush(c); /* this round's replies, in one write; may free c */
 }
 
 /* ---- STARTTLS ---- */
@@ -415,11 +615,9 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 static void conn_starttls(struct conn *c)
 {
 	static const char proceed[] = "<proceed xmlns='" NS_TLS "'/>";
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	evbuffer_add(out, proceed, sizeof proceed - 1);
-	/* Flush the plain bytes ourselves: the TLS layer takes the socket right after.  A
-	 * bufferevent freezes the start of its output buffer; this one is about to go. */
-	evbuffer_unfreeze(out, 1);
+	/* Write the plain bytes now: the TLS layer takes the socket right after. */
 	while (evbuffer_get_length(out) > 0) {
 		int n = evbuffer_write(out, c->fd);
 		if (n >= 0 || errno == EINTR)
@@ -430,10 +628,8 @@ static void conn_starttls(struct conn *c)
 			return;
 		}
 	}
-	bufferevent_free(c->bev); /* not CLOSE_ON_FREE: the fd stays open */
-	c->bev = NULL;
-	if (setup_bev(c, true) < 0) {
-		close(c->fd);
+	if (start_tls(c) < 0) {
+		log_warnx("conn %s: out of memory", c->ip);
 		conn_free(c);
 		return;
 	}
@@ -471,6 +667,12 @@ static void xs_open(void *arg, const char *name, const char **attrs)
 		conn_stream_error(c, c->deferred_condition, c->deferred_text);
 		return;
 	}
+	/* Over the login throttle: refused before STARTTLS, when it costs almost nothing. */
+	if (!c->tls && !c->authenticated && !conn_take_admission(c)) {
+		server.stats.logins_throttled++;
+		relogin_refuse(c);
+		return;
+	}
 	send_features(c);
 	c->phase = c->authenticated ? PH_PRE_BIND : PH_PRE_AUTH;
 }
@@ -479,7 +681,7 @@ static void xs_close(void *arg)
 {
 	struct conn *c = arg;
 	send_header(c);
-	bufferevent_write(c->bev, "</stream:stream>", 16);
+	evbuffer_add(c->out, "</stream:stream>", 16);
 	conn_begin_close(c);
 }
 
@@ -555,6 +757,8 @@ static void bind_finish(void *arg, struct user *u)
 	conn_send(c, iq);
 	xml_free(iq);
 	server.stats.logins++;
+	if (c->home_node >= 1 && c->home_node <= MAX_HOME_NODES)
+		server.stats.logins_node[c->home_node]++;
 }
 
 void conn_set_home(struct conn *c, int home_node) { c->home_node = home_node; }
@@ -585,6 +789,38 @@ void conn_prefetch_user(struct conn *c, const char *username)
 	c->prefetching = true;
 	user_with(c->username, prefetched, c);
 }
+int conn_wait_user(struct conn *c, const char *username)
+{
+	char *name = strdup(username);
+	if (!name)
+		return -1;
+	free(c->username);
+	c->username = name;
+	c->creds_wait = true;
+	return 0;
+}
+
+bool conn_waiting_user(const struct conn *c) { return c->creds_wait; }
+
+void conn_cancel_wait(struct conn *c)
+{
+	if (!c->creds_wait)
+		return;
+	c->creds_wait = false;
+	user_cancel(c->username, c);
+}
+
+void conn_adopt_user(struct conn *c, struct user *u)
+{
+	c->creds_wait = false;
+	if (!u || c->user == u)
+		return;
+	if (c->user)
+		user_release(c->user);
+	user_hold(u);
+	c->user = u; /* released when the connection goes */
+}
+
 void conn_set_mech(struct conn *c, int mech) { c->mech = mech; }
 int conn_sasl_mech(const struct conn *c) { return c->mech; }
 void conn_auth_retry(struct conn *c)
@@ -627,11 +863,9 @@ static void pre_auth_stanza(struct conn *c, struct xml_node *st)
 	}
 	if (!strcmp(st->name, "auth") && ns && !strcmp(ns, NS_SASL)) {
 		if (!c->tls && server.ssl_ctx && server.cfg.require_starttls) {
-			bufferevent_write(c->bev,
-					  "<failure xmlns='" NS_SASL "'><encryption-required/>"
-					  "</failure>",
-					  strlen("<failure xmlns='" NS_SASL "'><encryption-required/>"
-						 "</failure>"));
+			static const char refuse[] = "<failure xmlns='" NS_SASL
+						     "'><encryption-required/></failure>";
+			conn_send_raw(c, refuse, sizeof refuse - 1);
 			return;
 		}
 		c->phase = PH_SASL;

@@ -66,6 +66,7 @@ void auth_sweep(void)
 
 void auth_cleanup(struct conn *c)
 {
+	conn_cancel_wait(c);
 	struct pg_req **req = conn_req_slot(c);
 	if (*req) {
 		pg_req_cancel(*req);
@@ -126,41 +127,39 @@ static void auth_fail(struct conn *c, const char *condition)
 static void handle_result(struct conn *c, enum sasl_result r, const unsigned char *out,
 			  size_t outlen);
 
-static void creds_loaded(void *arg, PGresult *res, const char *errmsg)
+static void lookup_failed(struct conn *c, PGresult *res, const char *errmsg)
 {
-	struct conn *c = arg;
-	*conn_req_slot(c) = NULL;
-	struct sasl_server *s = *conn_sasl_slot(c);
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_warnx("auth %s: credentials lookup failed: %s", conn_ip(c),
-			  res ? PQresultErrorMessage(res) : errmsg);
-		auth_cleanup(c);
-		send_failure(c, "temporary-auth-failure");
-		conn_auth_retry(c);
-		return;
+	log_warnx("auth %s: credentials lookup failed: %s", conn_ip(c),
+		  res ? PQresultErrorMessage(res) : errmsg);
+	auth_cleanup(c);
+	send_failure(c, "temporary-auth-failure");
+	conn_auth_retry(c);
+}
+
+/* Salt, iterations, stored key and server key (hex) from row 0, columns col..col+3. */
+static bool creds_parse(struct sasl_server *s, PGresult *res, int col, enum scram_hash hash,
+			struct scram_creds *creds)
+{
+	memset(creds, 0, sizeof *creds);
+	creds->hash = hash;
+	creds->key_len = scram_hash_len(hash);
+	long salt = hex_decode(PQgetvalue(res, 0, col), creds->salt, sizeof creds->salt);
+	if (salt > 0 &&
+	    hex_decode(PQgetvalue(res, 0, col + 2), creds->stored_key, creds->key_len) ==
+		    (long)creds->key_len &&
+	    hex_decode(PQgetvalue(res, 0, col + 3), creds->server_key, creds->key_len) ==
+		    (long)creds->key_len) {
+		creds->salt_len = (size_t)salt;
+		creds->iterations = (unsigned)atoi(PQgetvalue(res, 0, col + 1));
+		return true;
 	}
-	struct scram_creds creds, *cp = NULL;
-	int home = 0;
-	if (PQntuples(res) == 1) {
-		memset(&creds, 0, sizeof creds);
-		creds.hash = PQgetvalue(res, 0, 5)[0] == '1' ? SCRAM_SHA1 : SCRAM_SHA256;
-		creds.key_len = scram_hash_len(creds.hash);
-		long salt = hex_decode(PQgetvalue(res, 0, 0), creds.salt, sizeof creds.salt);
-		if (salt > 0 &&
-		    hex_decode(PQgetvalue(res, 0, 2), creds.stored_key, creds.key_len) ==
-			    (long)creds.key_len &&
-		    hex_decode(PQgetvalue(res, 0, 3), creds.server_key, creds.key_len) ==
-			    (long)creds.key_len) {
-			creds.salt_len = (size_t)salt;
-			creds.iterations = (unsigned)atoi(PQgetvalue(res, 0, 1));
-			home = atoi(PQgetvalue(res, 0, 4));
-			cp = &creds;
-			conn_prefetch_user(c, sasl_server_username(s));
-		} else {
-			log_warnx("auth: stored credentials of %s are malformed",
-				  sasl_server_username(s));
-		}
-	}
+	log_warnx("auth: stored credentials of %s are malformed", sasl_server_username(s));
+	return false;
+}
+
+static void creds_known(struct conn *c, struct sasl_server *s, struct scram_creds *cp,
+			int home)
+{
 	conn_set_home(c, home);
 	const unsigned char *out = NULL;
 	size_t outlen = 0;
@@ -168,7 +167,68 @@ static void creds_loaded(void *arg, PGresult *res, const char *errmsg)
 	handle_result(c, r, out, outlen);
 }
 
+static void creds_loaded(void *arg, PGresult *res, const char *errmsg)
+{
+	struct conn *c = arg;
+	*conn_req_slot(c) = NULL;
+	struct sasl_server *s = *conn_sasl_slot(c);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		lookup_failed(c, res, errmsg);
+		return;
+	}
+	struct scram_creds creds, *cp = NULL;
+	int home = 0;
+	enum scram_hash hash = conn_sasl_mech(c) == SASL_MECH_SCRAM_SHA1 ? SCRAM_SHA1
+									 : SCRAM_SHA256;
+	if (PQntuples(res) == 1 && creds_parse(s, res, 0, hash, &creds)) {
+		home = atoi(PQgetvalue(res, 0, 4));
+		cp = &creds;
+		conn_prefetch_user(c, sasl_server_username(s));
+	}
+	creds_known(c, s, cp, home);
+}
+
+static void query_creds(struct conn *c, struct sasl_server *s, enum sasl_mech mech);
+
+/* The user's row (user_with_row): the user is in memory now, and the credentials come
+ * from the same row.  A user already in memory had no row: ask for the credentials. */
+static void user_row_loaded(void *arg, struct user *u, PGresult *res)
+{
+	struct conn *c = arg;
+	struct sasl_server *s = *conn_sasl_slot(c);
+	conn_adopt_user(c, u);
+	if (u && !res) {
+		query_creds(c, s, conn_sasl_mech(c));
+		return;
+	}
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		lookup_failed(c, res, "out of memory");
+		return;
+	}
+	struct scram_creds creds, *cp = NULL;
+	enum scram_hash hash = conn_sasl_mech(c) == SASL_MECH_SCRAM_SHA1 ? SCRAM_SHA1
+									 : SCRAM_SHA256;
+	int col = USER_CREDS_COL + (hash == SCRAM_SHA1 ? 0 : 4);
+	if (u && PQntuples(res) >= 1 && creds_parse(s, res, col, hash, &creds))
+		cp = &creds;
+	creds_known(c, s, cp, u ? u->home_node : 0);
+}
+
 static void fetch_creds(struct conn *c, struct sasl_server *s, enum sasl_mech mech)
+{
+	const char *name = sasl_server_username(s);
+	if (!user_find_loaded(name)) {
+		if (conn_wait_user(c, name) < 0) {
+			lookup_failed(c, NULL, "out of memory");
+			return;
+		}
+		user_with_row(name, user_row_loaded, c);
+		return;
+	}
+	query_creds(c, s, mech);
+}
+
+static void query_creds(struct conn *c, struct sasl_server *s, enum sasl_mech mech)
 {
 	static const char *const q256 =
 		"SELECT encode(sha256_salt,'hex'), sha256_iter, encode(sha256_stored,'hex'),"
@@ -263,8 +323,9 @@ void auth_start(struct conn *c, struct xml_node *auth)
 		conn_stream_error(c, "policy-violation", "too many failed authentications");
 		return;
 	}
-	if (!login_admit()) {
-		conn_stream_error(c, "resource-constraint", "login rate limit: retry later");
+	if (!conn_take_admission(c)) {
+		server.stats.logins_throttled++;
+		relogin_refuse(c);
 		return;
 	}
 	const char *name = xml_get_attr(auth, "mechanism");
@@ -287,7 +348,7 @@ void auth_start(struct conn *c, struct xml_node *auth)
 void auth_response(struct conn *c, struct xml_node *resp)
 {
 	struct sasl_server *s = *conn_sasl_slot(c);
-	if (!s || *conn_req_slot(c)) {
+	if (!s || *conn_req_slot(c) || conn_waiting_user(c)) {
 		/* A response while we are still fetching credentials: out of order. */
 		auth_fail(c, "malformed-request");
 		return;

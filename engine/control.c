@@ -50,18 +50,22 @@ bool engine_serves(int home_node)
 
 bool login_admit(void)
 {
-	if (server.login_rate <= 0)
+	/* srmd's throttle, capped by what this engine can take (login_capacity.c) */
+	double rate = login_rate_effective();
+	if (rate <= 0)
 		return true;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	double dt = (double)(now.tv_sec - server.login_refill.tv_sec) +
 		    (double)(now.tv_nsec - server.login_refill.tv_nsec) / 1e9;
 	server.login_refill = now;
-	server.login_tokens += dt * server.login_rate;
-	if (server.login_tokens > server.login_rate)
-		server.login_tokens = server.login_rate; /* a burst of one second at most */
-	if (server.login_tokens < 1.0)
+	server.login_tokens += dt * rate;
+	if (server.login_tokens > rate)
+		server.login_tokens = rate; /* a burst of one second at most */
+	if (server.login_tokens < 1.0) {
+		login_capacity_refused();
 		return false;
+	}
 	server.login_tokens -= 1.0;
 	return true;
 }
@@ -80,7 +84,7 @@ static long rss_kb(void)
 
 static void cmd_stats(void)
 {
-	char per_node[256] = "", route[256];
+	char per_node[768] = "", route[256];
 	size_t off = 0;
 	route_stats(route, sizeof route);
 	for (int n = 1; n <= MAX_HOME_NODES; n++) {
@@ -88,7 +92,15 @@ static void cmd_stats(void)
 		if (c && off < sizeof per_node)
 			off += (size_t)snprintf(per_node + off, sizeof per_node - off,
 						" sessions_node%d=%ld", n, c);
+		if (server.stats.logins_node[n] && off < sizeof per_node)
+			off += (size_t)snprintf(per_node + off, sizeof per_node - off,
+						" logins_node%d=%llu", n,
+						(unsigned long long)server.stats.logins_node[n]);
 	}
+	if (off < sizeof per_node)
+		snprintf(per_node + off, sizeof per_node - off,
+			 " logins_throttled=%llu login_rate=%.1f",
+			 (unsigned long long)server.stats.logins_throttled, server.login_rate);
 	ctl_printf("stats sessions=%ld connections=%ld users=%zu logins=%llu login_failures=%llu"
 		   " messages=%llu offline_stored=%llu offline_delivered=%llu rss_kb=%ld"
 		   " db_connected=%d%s %s",
@@ -206,6 +218,7 @@ static void ctl_line(char *line)
 			exit(2);
 		}
 		said_hello = true;
+		login_capacity_start();
 		ctl_printf("hello 1 presenced %s", DUET_VERSION);
 	} else if (!strcmp(cmd, "serve") && argc == 2) {
 		cmd_serve(argv[1]);
@@ -230,11 +243,29 @@ static void ctl_line(char *line)
 		release_home_node(n, strcmp(argv[2], "-") ? argv[2] : NULL, window);
 		route_serve_changed(); /* pair hook: tell the peer engine */
 		ctl_printf("release ok %ld", count);
-	} else if (!strcmp(cmd, "throttle") && argc == 2) {
+	} else if (!strcmp(cmd, "throttle") && (argc == 2 || argc == 3)) {
 		server.login_rate = atof(argv[1]);
 		server.login_tokens = server.login_rate;
 		clock_gettime(CLOCK_MONOTONIC, &server.login_refill);
+		relogin_throttle_window(argc == 3 ? atol(argv[2]) : 0);
 		ctl_printf("throttle ok");
+	} else if (!strcmp(cmd, "capacity") &&
+		   (argc == 1 || (argc == 2 && !strcmp(argv[1], "calibrate")))) {
+		if (argc == 2 && login_capacity_calibrate() < 0) {
+			ctl_printf("error capacity no-tls");
+			return;
+		}
+		char buf[96];
+		login_capacity_answer(buf, sizeof buf);
+		ctl_printf("%s", buf);
+	} else if (!strcmp(cmd, "relogin") && argc == 3) {
+		long lower = atol(argv[1]), upper = atol(argv[2]);
+		if (lower < 0 || upper < lower) {
+			ctl_printf("error relogin bad-argument");
+			return;
+		}
+		relogin_set_limits(lower, upper);
+		ctl_printf("relogin ok");
 	} else if (!strcmp(cmd, "health") && argc == 2) {
 		const char *problem = !listeners_alive()		    ? "no-listener"
 				      : pg_pool_connected(server.db) > 0 ? "ok"
@@ -246,6 +277,12 @@ static void ctl_line(char *line)
 		long count = 0;
 		kick_user(argv[1], &count);
 		ctl_printf("kick ok %ld", count);
+	} else if (!strcmp(cmd, "roster-reload") && argc == 2) {
+		int rc = roster_reload(argv[1]);
+		if (rc < 0)
+			ctl_printf("error roster-reload bad-jid");
+		else
+			ctl_printf("roster-reload ok %d", rc);
 	} else if (!strcmp(cmd, "stop")) {
 		ctl_printf("stop ok");
 		server.stopping = true;

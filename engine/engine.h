@@ -46,6 +46,7 @@
 #define NS_OFFLINE "http://jabber.org/protocol/offline"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_DATA "jabber:x:data"
+#define NS_RELOGIN "urn:duet:relogin:0" /* retry-after, disco form (relogin.c) */
 
 #define DUET_VERSION "0.1.0"
 
@@ -85,8 +86,14 @@ struct roster_item {
 
 typedef void (*user_cb)(void *arg, struct user *u);
 
+struct pg_result;
+/* user_with_row(): also the load's result (the credentials are in it), NULL when the user
+ * was already in memory. */
+typedef void (*user_row_cb)(void *arg, struct user *u, struct pg_result *res);
+
 struct user_waiter {
 	user_cb cb;
+	user_row_cb row_cb; /* instead of cb */
 	void *arg;
 	struct user_waiter *next;
 };
@@ -116,6 +123,8 @@ struct user {
 struct engine_stats {
 	uint64_t logins, login_failures, messages, offline_stored, offline_delivered;
 	uint64_t presence_broadcasts, stanzas_in, stream_errors;
+	uint64_t logins_node[MAX_HOME_NODES + 1]; /* by the user's home node */
+	uint64_t logins_throttled; /* refused by the login throttle (resource-constraint) */
 };
 
 struct server {
@@ -148,8 +157,14 @@ void conn_send_raw(struct conn *c, const char *data, size_t len);
 /* Send a stream error and close once it is written.  text may be NULL.
  * For see-other-host, text is the host:port. */
 void conn_stream_error(struct conn *c, const char *condition, const char *text);
+/* The same with app_xml (trusted, already well-formed) as the application-specific
+ * condition element. */
+void conn_stream_error_app(struct conn *c, const char *condition, const char *text,
+			   const char *app_xml);
 void conn_sweep(void); /* timeouts and keepalives, once a second */
 bool conn_tls_active(const struct conn *c);
+/* A login token for c (the throttle, control.c), taken once per connection. */
+bool conn_take_admission(struct conn *c);
 const char *conn_ip(const struct conn *c);
 struct resource *conn_resource(const struct conn *c);
 int conn_established(const struct conn *c);
@@ -171,6 +186,12 @@ void conn_auth_succeeded(struct conn *c, const char *username);
 void conn_auth_retry(struct conn *c); /* back to the pre-auth phase after a failure */
 void conn_set_home(struct conn *c, int home_node);
 void conn_prefetch_user(struct conn *c, const char *username);
+/* SASL waits for the user's row (user_with_row with arg c): 0, or -1 out of memory. */
+int conn_wait_user(struct conn *c, const char *username);
+bool conn_waiting_user(const struct conn *c);
+void conn_cancel_wait(struct conn *c);
+/* The row came: the wait ends; u (if any) is held for the coming bind. */
+void conn_adopt_user(struct conn *c, struct user *u);
 void conn_set_mech(struct conn *c, int mech);
 int conn_sasl_mech(const struct conn *c);
 void auth_sweep(void);
@@ -179,6 +200,12 @@ void auth_sweep(void);
 /* Get a loaded user (from memory or the database), then cb(arg, user or NULL if no such
  * account).  cb may run synchronously.  While cb runs the user is held. */
 void user_with(const char *username, user_cb cb, void *arg);
+/* The same, and for a user not yet in memory the load's row: its SCRAM credentials are in
+ * columns USER_CREDS_COL.. (salt, iterations, stored key, server key in hex; SHA-1 then
+ * SHA-256), so a login needs one query, not one for the credentials and one for the user.
+ * res is NULL when u was in memory; a failed load gives u NULL and res NULL or not OK. */
+#define USER_CREDS_COL 15
+void user_with_row(const char *username, user_row_cb cb, void *arg);
 /* Forget a pending user_with() callback with this arg (its owner went away). */
 void user_cancel(const char *username, void *arg);
 void user_hold(struct user *u);
@@ -243,6 +270,8 @@ size_t roster_count_watchers(struct user *u);
 void roster_remove(struct user *u, const char *contact);
 struct roster_item *roster_item_new(const char *contact);
 void roster_push(struct user *u, const struct roster_item *it, bool removed);
+/* srmd's roster-reload (roster_reload.c): 1 queued, 0 not in memory, -1 bad JID. */
+int roster_reload(const char *bare);
 
 /* --- presence.c --- */
 /* Removing a roster item ends the subscription both ways (RFC 6121 §2.5.2). */
@@ -272,10 +301,34 @@ void offline_disco(struct resource *res, struct xml_node *iq, bool items);
 void iq_from_client(struct resource *res, struct xml_node *iq);
 void iq_to_local(const struct jid *to, struct xml_node *iq);
 void vcard_iq(struct resource *res, struct xml_node *iq, const char *owner);
+
+/* --- last_activity.c: logout times, written in batches --- */
 void last_store(struct user *u);
+void last_activity_flush(void); /* write what is pending now */
 
 /* --- listener.c --- */
 bool listeners_alive(void);
+
+/* --- relogin.c: the re-login window as clients see it --- */
+void relogin_set_limits(long lower_ms, long upper_ms);
+void relogin_throttle_window(long window_ms); /* 0: no window known */
+long relogin_retry_after(void);               /* seconds, >= 1 */
+long relogin_span_ms(void);                   /* upper - lower */
+/* Refuse a login over the throttle: resource-constraint with <retry-after/>. */
+void relogin_refuse(struct conn *c);
+/* Append the XEP-0128 form urn:duet:relogin:0 to a disco#info query. */
+void relogin_disco_form(struct xml_node *q);
+
+/* --- login_capacity.c: CPU per login, for `srmctl profile --hardware auto` --- */
+void login_capacity_start(void);
+int login_capacity_calibrate(void); /* blocks for a few tens of ms; -1 without TLS */
+void login_capacity_answer(char *buf, size_t len);
+/* Logins per second to admit now, 0 = unlimited: srmd's throttle while it runs, capped at
+ * 80% of this engine's capacity; the cap alone during the storm guard (the first re-login
+ * span after the engine starts, and for as long as logins keep being refused). */
+double login_rate_effective(void);
+void login_capacity_refused(void);  /* a login was refused: the guard stays up */
+long login_guard_left_ms(void);     /* ms the storm guard still runs, 0 = off */
 
 /* --- control.c --- */
 void control_open(int fd);

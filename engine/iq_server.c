@@ -71,6 +71,7 @@ static struct xml_node *server_disco_info(void)
 	snprintf(node, sizeof node, "%ld", server.cfg.node_id);
 	add_field(x, "node-id", NULL, node);
 	add_field(x, "node-name", NULL, server.cfg.node_name);
+	relogin_disco_form(q); /* the re-login window, for clients that spread themselves */
 	return q;
 }
 

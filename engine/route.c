@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
 
 #include "engine/engine.h"
 #include "engine/route.h"
@@ -19,11 +23,17 @@
 #define HOME_CACHE_TTL 10       /* seconds a looked-up home node is trusted */
 #define HOME_CACHE_MAX 65536    /* entries; the cache is emptied when it is full */
 #define RETRY_MAX 100000        /* unacknowledged stanzas before the link counts as stuck */
+#define HOLD_MIN_MS 10000       /* unacknowledged stanzas wait this long for the link */
 
-/* A forwarded stanza the peer has not acknowledged yet: handled locally if the link goes. */
+_Static_assert(ROUTE_MAX_NODE == MAX_HOME_NODES, "route.h and engine.h disagree");
+
+/* A forwarded stanza the peer has not acknowledged yet: sent again (same seq) when the link
+ * comes back, handled locally if it does not come back in time. */
 struct retry {
 	uint64_t seq;
+	int home; /* the recipient's home node */
 	char *xml;
+	size_t len;
 	struct retry *next;
 };
 
@@ -35,9 +45,21 @@ struct home_entry {
 static struct {
 	bool peer_serves[MAX_HOME_NODES + 1];
 	bool peer_serve_known;
-	uint64_t tx_seq, rx_seq, rx_acked;
+	uint64_t instance;      /* ours, in HELLO */
+	uint64_t tx_seq;        /* last STANZA seq sent; never reset while we run */
+	/* Per sender instance, the highest seq handed to local delivery.  A few instances are
+	 * remembered so that a short-lived other connection (a restarted peer that is killed
+	 * again, a misbehaving one with the peer's certificate) does not make us forget. */
+	struct {
+		uint64_t instance, delivered;
+	} seen[4];
+	uint64_t *rx_delivered; /* into seen[], for the instance of the current link */
+	uint64_t rx_conn_last;  /* highest seq seen on this connection (what ACK says) */
+	uint64_t rx_acked;
 	struct retry *retry_head, *retry_tail;
 	size_t retry_count;
+	struct event *hold; /* link lost with stanzas unacknowledged: when to stop waiting */
+	uint64_t duplicates, resent;
 	struct strmap *remote;     /* local bare -> strmap of remote full JIDs seen available */
 	struct strmap *home_cache; /* localpart -> struct home_entry */
 	uint64_t forwarded, received, fallbacks, losses;
@@ -200,11 +222,26 @@ static void remote_flush(void)
 		log_info("route: told local users %ld remote resources are unavailable", n);
 }
 
+uint64_t route_instance(void)
+{
+	while (!R.instance)
+		if (RAND_bytes((unsigned char *)&R.instance, sizeof R.instance) != 1)
+			R.instance = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+	return R.instance;
+}
+
 /* ---- sending ---- */
 
-/* One STANZA frame; kept for a local fallback until acknowledged when it must not be
- * lost.  0, or -1 if it could not be queued (the caller falls back). */
-static int forward(const struct xml_node *st)
+static int send_stanza_frame(uint64_t seq, const char *xml, size_t len)
+{
+	char head[32];
+	int hl = snprintf(head, sizeof head, "%llu\n", (unsigned long long)seq);
+	return route_link_send(ROUTE_STANZA, head, (size_t)hl, xml, len);
+}
+
+/* One STANZA frame for a user of home node `home`; kept until acknowledged when it must
+ * not be lost.  0, or -1 if it could not be queued (the caller falls back). */
+static int forward(const struct xml_node *st, int home)
 {
 	size_t len;
 	char *xml = xml_to_string(st, &len);
@@ -217,9 +254,7 @@ static int forward(const struct xml_node *st)
 		return -1;
 	}
 	uint64_t seq = R.tx_seq + 1;
-	char head[32];
-	int hl = snprintf(head, sizeof head, "%llu\n", (unsigned long long)seq);
-	if (route_link_send(ROUTE_STANZA, head, (size_t)hl, xml, len) < 0) {
+	if (send_stanza_frame(seq, xml, len) < 0) {
 		free(xml);
 		free(rt);
 		return -1;
@@ -231,7 +266,9 @@ static int forward(const struct xml_node *st)
 		return 0;
 	}
 	rt->seq = seq;
+	rt->home = home;
 	rt->xml = xml;
+	rt->len = len;
 	if (R.retry_tail)
 		R.retry_tail->next = rt;
 	else
@@ -313,12 +350,6 @@ static void send_serve(void)
 	route_link_send(ROUTE_SERVE, buf, off, NULL, 0);
 }
 
-void route_serve_changed(void)
-{
-	if (route_link_up())
-		send_serve();
-}
-
 /* After the link comes up or the peer serves more: every local user with an available
  * resource asks the peer for the presences it should see ("shows them available again"). */
 static void resync_probes(void)
@@ -380,7 +411,7 @@ static bool decide(int home, const struct jid *to, struct xml_node *st)
 	if (engine_serves(home))
 		return false;
 	if (route_link_up() && home >= 1 && home <= MAX_HOME_NODES && R.peer_serves[home]) {
-		if (forward(st) == 0) {
+		if (forward(st, home) == 0) {
 			xml_free(st);
 			return true;
 		}
@@ -438,7 +469,7 @@ bool route_subscription_remote(const struct user *cu, const struct xml_node *p)
 		return false;
 	int home = cu->home_node;
 	if (route_link_up() && home >= 1 && home <= MAX_HOME_NODES && R.peer_serves[home])
-		return forward(p) == 0;
+		return forward(p, home) == 0;
 	/* Nobody reachable serves the contact: its roster in our (replicated) database is
 	 * updated here, as the node taking it over would do. */
 	R.fallbacks++;
@@ -447,12 +478,99 @@ bool route_subscription_remote(const struct user *cu, const struct xml_node *p)
 
 /* ---- the link's life ---- */
 
+/* Held stanzas for which `pick` says so are handed to local delivery (messages stored
+ * offline or given to a session here, subscriptions applied to our replicated roster). */
+static void fallback_held(bool (*pick)(const struct retry *))
+{
+	struct retry **pp = &R.retry_head, *last = NULL;
+	long n = 0;
+	while (*pp) {
+		struct retry *rt = *pp;
+		if (!pick(rt)) {
+			last = rt;
+			pp = &rt->next;
+			continue;
+		}
+		*pp = rt->next;
+		R.retry_count--;
+		struct xml_node *st = xml_parse_string(rt->xml, rt->len);
+		struct jid to;
+		if (st && local_to(st, &to) == 0) {
+			deliver_local(&to, st);
+			n++;
+		} else {
+			xml_free(st);
+		}
+		free(rt->xml);
+		free(rt);
+	}
+	R.retry_tail = last;
+	if (n)
+		log_info("route: %ld unacknowledged stanzas handled locally", n);
+}
+
+static bool pick_all(const struct retry *rt) { return true; }
+static bool pick_served_here(const struct retry *rt) { return engine_serves(rt->home); }
+
+static void on_hold_expired(evutil_socket_t fd, short what, void *arg)
+{
+	if (!route_link_up())
+		fallback_held(pick_all);
+}
+
+/* The link is gone with stanzas unacknowledged: they wait for it to come back (then they
+ * are sent again and the peer drops those it had delivered), at most this long. */
+static void hold_start(void)
+{
+	if (!R.retry_head)
+		return;
+	if (!R.hold && !(R.hold = evtimer_new(server.base, on_hold_expired, NULL))) {
+		fallback_held(pick_all);
+		return;
+	}
+	long ms = 3 * server.cfg.route_dead_timeout_ms;
+	if (ms < HOLD_MIN_MS)
+		ms = HOLD_MIN_MS;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(R.hold, &tv);
+}
+
+void route_serve_changed(void)
+{
+	if (route_link_up())
+		send_serve();
+	else if (R.retry_head) /* we took a home node over: its users' stanzas are ours now */
+		fallback_held(pick_served_here);
+}
+
 void route_on_up(void)
 {
-	R.tx_seq = R.rx_seq = R.rx_acked = 0;
+	uint64_t peer = route_link_peer_instance();
+	size_t k = 0;
+	while (k < 4 && R.seen[k].instance != peer)
+		k++;
+	if (k == 4) { /* a process not seen before: forget the oldest one */
+		memmove(&R.seen[1], &R.seen[0], 3 * sizeof R.seen[0]);
+		R.seen[0].instance = peer;
+		R.seen[0].delivered = 0;
+		k = 0;
+	}
+	R.rx_delivered = &R.seen[k].delivered;
+	R.rx_conn_last = R.rx_acked = 0;
 	R.peer_serve_known = false;
 	memset(R.peer_serves, 0, sizeof R.peer_serves);
+	if (R.hold)
+		evtimer_del(R.hold);
 	send_serve();
+	/* What the peer had not acknowledged goes again, with the same seqs, before anything
+	 * new: the peer delivers those it had not delivered yet and acknowledges all. */
+	long n = 0;
+	for (struct retry *rt = R.retry_head; rt; rt = rt->next, n++)
+		if (send_stanza_frame(rt->seq, rt->xml, rt->len) < 0)
+			break;
+	R.resent += (uint64_t)n;
+	if (n)
+		log_info("route: %ld unacknowledged stanzas sent again", n);
 }
 
 void route_on_down(void)
@@ -460,26 +578,7 @@ void route_on_down(void)
 	R.losses++;
 	memset(R.peer_serves, 0, sizeof R.peer_serves);
 	R.peer_serve_known = false;
-	struct retry *rt = R.retry_head;
-	R.retry_head = R.retry_tail = NULL;
-	R.retry_count = 0;
-	long n = 0;
-	while (rt) {
-		struct retry *next = rt->next;
-		struct xml_node *st = xml_parse_string(rt->xml, strlen(rt->xml));
-		struct jid to;
-		if (st && local_to(st, &to) == 0) {
-			deliver_local(&to, st); /* stored offline / applied to the replicated roster */
-			n++;
-		} else {
-			xml_free(st);
-		}
-		free(rt->xml);
-		free(rt);
-		rt = next;
-	}
-	if (n)
-		log_info("route: %ld unacknowledged stanzas handled locally", n);
+	hold_start();
 	remote_flush();
 }
 
@@ -501,7 +600,7 @@ static void ps_stanza(void *arg, struct xml_node *st)
 static void ps_close(void *arg) {}
 static void ps_error(void *arg, enum xml_stream_error err) {}
 
-static struct xml_node *stanza_parse(const char *s, size_t len)
+struct xml_node *route_stanza_parse(const char *s, size_t len)
 {
 	static const char header[] = "<stream:stream xmlns='jabber:client'"
 				     " xmlns:stream='http://etherx.jabber.org/streams'>";
@@ -530,34 +629,30 @@ static struct xml_node *stanza_parse(const char *s, size_t len)
 	return st;
 }
 
-/* A decimal number filling [s, s+len). */
-static int parse_u64(const char *s, size_t len, uint64_t *out)
-{
-	if (len == 0 || len > 19)
-		return -1;
-	uint64_t v = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
+/* Delivered at most once per sender instance: a seq at or below the highest one already
+ * delivered is a copy sent again after a lost ACK, acknowledged but not delivered. */
 static int on_stanza(const char *p, size_t len)
 {
-	const char *nl = memchr(p, '\n', len);
 	uint64_t seq;
-	if (!nl || parse_u64(p, (size_t)(nl - p), &seq) < 0 || seq != R.rx_seq + 1)
+	const char *body;
+	size_t body_len;
+	if (route_seq_split(p, len, &seq, &body, &body_len) < 0 || seq <= R.rx_conn_last)
 		return -1;
-	struct xml_node *st = stanza_parse(nl + 1, len - (size_t)(nl + 1 - p));
+	struct xml_node *st = route_stanza_parse(body, body_len);
 	struct jid to;
 	if (!st || local_to(st, &to) < 0) {
 		xml_free(st);
 		return -1;
 	}
-	R.rx_seq = seq;
+	R.rx_conn_last = seq;
+	if (!R.rx_delivered)
+		return -1; /* not after route_on_up: cannot happen */
+	if (seq <= *R.rx_delivered) {
+		R.duplicates++;
+		xml_free(st);
+		return 0;
+	}
+	*R.rx_delivered = seq;
 	R.received++;
 	if (!strcmp(st->name, "presence") && !is_subscription(st)) {
 		char bare[JID_BUF];
@@ -569,21 +664,15 @@ static int on_stanza(const char *p, size_t len)
 	return 0;
 }
 
-/* Split "<a> <b> ...\n<rest>" : the list part is copied (NUL-terminated) into *list. */
+/* "<a> <b> ...\n<body>" or "<a> <b> ...": the list copied into *list (malloc'd). */
 static int split_list(const char *p, size_t len, bool with_body, char **list,
 		      const char **body, size_t *body_len)
 {
-	const char *nl = with_body ? memchr(p, '\n', len) : p + len;
-	if (!nl || nl == p)
+	if (!(*list = malloc(len + 1)))
 		return -1;
-	size_t ll = (size_t)(nl - p);
-	if (memchr(p, '\0', ll) || !(*list = malloc(ll + 1)))
+	if (route_list_split(p, len, with_body, *list, len + 1, body, body_len) < 0) {
+		free(*list);
 		return -1;
-	memcpy(*list, p, ll);
-	(*list)[ll] = '\0';
-	if (with_body) {
-		*body = nl + 1;
-		*body_len = len - ll - 1;
 	}
 	return 0;
 }
@@ -595,7 +684,7 @@ static int on_presence(const char *p, size_t len)
 	size_t body_len;
 	if (split_list(p, len, true, &list, &body, &body_len) < 0)
 		return -1;
-	struct xml_node *pr = stanza_parse(body, body_len);
+	struct xml_node *pr = route_stanza_parse(body, body_len);
 	if (!pr || strcmp(pr->name, "presence") || is_subscription(pr) ||
 	    !xml_get_attr(pr, "from")) {
 		xml_free(pr);
@@ -663,7 +752,7 @@ static int on_probe(const char *p, size_t len)
 				continue;
 			xml_set_attr(copy, "from", r->full);
 			xml_set_attr(copy, "to", prober);
-			forward(copy);
+			forward(copy, 0); /* presence: not kept */
 			xml_free(copy);
 		}
 	}
@@ -674,7 +763,7 @@ static int on_probe(const char *p, size_t len)
 static int on_ack(const char *p, size_t len)
 {
 	uint64_t seq;
-	if (parse_u64(p, len, &seq) < 0 || seq > R.tx_seq)
+	if (route_parse_u64(p, len, &seq) < 0 || seq > R.tx_seq)
 		return -1;
 	while (R.retry_head && R.retry_head->seq <= seq) {
 		struct retry *rt = R.retry_head;
@@ -690,21 +779,9 @@ static int on_ack(const char *p, size_t len)
 
 static int on_serve(const char *p, size_t len)
 {
-	bool next[MAX_HOME_NODES + 1] = {false};
-	if (!(len == 1 && p[0] == '-')) {
-		size_t i = 0;
-		while (i < len) {
-			size_t start = i;
-			while (i < len && p[i] != ',')
-				i++;
-			uint64_t n;
-			if (parse_u64(p + start, i - start, &n) < 0 || n < 1 || n > MAX_HOME_NODES)
-				return -1;
-			next[n] = true;
-			if (i < len && ++i == len)
-				return -1; /* trailing comma */
-		}
-	}
+	bool next[MAX_HOME_NODES + 1];
+	if (route_serve_parse(p, len, next) < 0)
+		return -1;
 	bool lost = false, gained = !R.peer_serve_known;
 	for (int n = 1; n <= MAX_HOME_NODES; n++) {
 		lost = lost || (R.peer_serves[n] && !next[n]);
@@ -731,7 +808,7 @@ int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
 		return -1; /* SERVE comes first after HELLO */
 	switch (type) {
 	case ROUTE_SERVE:
-		return len > 0 && len < 4 * MAX_HOME_NODES ? on_serve(payload, len) : -1;
+		return on_serve(payload, len);
 	case ROUTE_STANZA:
 		return on_stanza(payload, len);
 	case ROUTE_PRESENCE:
@@ -749,12 +826,12 @@ int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
 
 void route_on_batch_end(void)
 {
-	if (R.rx_seq == R.rx_acked || !route_link_up())
+	if (R.rx_conn_last == R.rx_acked || !route_link_up())
 		return;
 	char buf[24];
-	int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)R.rx_seq);
+	int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)R.rx_conn_last);
 	if (route_link_send(ROUTE_ACK, buf, (size_t)n, NULL, 0) == 0)
-		R.rx_acked = R.rx_seq;
+		R.rx_acked = R.rx_conn_last;
 }
 
 void route_stats(char *buf, size_t len)
@@ -767,8 +844,10 @@ void route_stats(char *buf, size_t len)
 						off ? "," : "", n);
 	snprintf(buf, len,
 		 "route_up=%d route_peer_serves=%s route_forwarded=%llu route_received=%llu"
-		 " route_unacked=%zu route_fallbacks=%llu route_losses=%llu",
+		 " route_unacked=%zu route_fallbacks=%llu route_losses=%llu route_resent=%llu"
+		 " route_duplicates=%llu",
 		 route_link_up() ? 1 : 0, off ? serves : "-", (unsigned long long)R.forwarded,
 		 (unsigned long long)R.received, R.retry_count, (unsigned long long)R.fallbacks,
-		 (unsigned long long)R.losses);
+		 (unsigned long long)R.losses, (unsigned long long)R.resent,
+		 (unsigned long long)R.duplicates);
 }

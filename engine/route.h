@@ -23,13 +23,13 @@ struct user;
 /* ---- frames (route_link.c encodes the header; route.c owns the payloads) ---- */
 #define ROUTE_MAGIC0 'D'
 #define ROUTE_MAGIC1 'R'
-#define ROUTE_VERSION 1
+#define ROUTE_VERSION 2 /* 2: HELLO carries the sender's instance, STANZA seqs span connections */
 #define ROUTE_HEADER_SIZE 8
 #define ROUTE_MAX_PAYLOAD (2u << 20) /* 2 MiB */
 #define ROUTE_MAX_QUEUE (16u << 20)  /* bytes queued to a peer that does not read */
 
 enum route_frame_type {
-	ROUTE_HELLO = 1,    /* "duet-route <vmin> <vmax> <node-id>" */
+	ROUTE_HELLO = 1,    /* "duet-route <vmin> <vmax> <node-id> <instance>" */
 	ROUTE_SERVE = 2,    /* "-" or "1,2": the home nodes the sender serves now */
 	ROUTE_STANZA = 3,   /* "<seq>\n<stanza>": deliver as if routed locally */
 	ROUTE_PRESENCE = 4, /* "<bare> <bare>...\n<presence>": fan out to their resources */
@@ -37,6 +37,34 @@ enum route_frame_type {
 	ROUTE_ACK = 6,      /* "<seq>": every STANZA up to seq has been handled */
 	ROUTE_PING = 7,     /* empty: keeps the dead timer of the other side quiet */
 };
+
+/* ---- route_frame.c: the wire format, no side effects (fuzzed) ---- */
+#define ROUTE_HELLO_MAX 80
+#define ROUTE_MAX_NODE 8 /* = MAX_HOME_NODES in engine.h (checked in route.c) */
+
+struct route_hello {
+	unsigned vmin, vmax, node;
+	uint64_t instance; /* random, nonzero, chosen at the sender's start */
+};
+
+/* 0 and the type and payload length; 1: fewer than ROUTE_HEADER_SIZE bytes; -1: bad. */
+int route_frame_header(const unsigned char *h, size_t avail, enum route_frame_type *type,
+		       uint32_t *len);
+void route_frame_header_encode(unsigned char h[ROUTE_HEADER_SIZE], enum route_frame_type type,
+			       uint32_t len);
+/* A decimal number filling [s, s+len), no sign, no leading zero. */
+int route_parse_u64(const char *s, size_t len, uint64_t *out);
+int route_hello_parse(const char *p, size_t len, struct route_hello *out);
+int route_hello_format(char *buf, size_t size, int node, uint64_t instance);
+int route_serve_parse(const char *p, size_t len, bool next[ROUTE_MAX_NODE + 1]);
+int route_seq_split(const char *p, size_t len, uint64_t *seq, const char **rest,
+		    size_t *rest_len);
+int route_list_split(const char *p, size_t len, bool with_body, char *list, size_t size,
+		     const char **body, size_t *body_len);
+
+/* A STANZA or PRESENCE body: exactly one message, presence or iq, parsed with the client
+ * stream's limits (route.c).  NULL if it is anything else. */
+struct xml_node *route_stanza_parse(const char *s, size_t len);
 
 /* ---- route_link.c ---- */
 /* Open the listener and/or start dialing, from the config.  0 (also when no route link is
@@ -52,8 +80,11 @@ int route_link_send(enum route_frame_type type, const char *head, size_t head_le
 /* Close the connection (the loss is handled as any other); reconnecting follows. */
 void route_link_close(const char *why);
 int route_link_peer_node(void); /* from HELLO, 0 if not up */
+uint64_t route_link_peer_instance(void); /* from HELLO, 0 if not up */
 
 /* ---- route.c: called by route_link.c ---- */
+/* This process's instance id (random, nonzero): the peer keys its duplicate filter on it. */
+uint64_t route_instance(void);
 void route_on_up(void);
 void route_on_down(void);
 /* A frame after HELLO.  -1 = malformed: the caller closes the link. */

@@ -41,6 +41,7 @@ static struct {
 	bool outgoing;
 	bool hello_in, up;
 	int peer_node;
+	uint64_t peer_instance;
 	struct event *redial, *ping;
 	long backoff_ms;
 	bool quiet; /* a failed attempt was logged: log the next ones at debug level */
@@ -105,6 +106,7 @@ static SSL *tls_new(bool outgoing)
 bool route_link_configured(void) { return L.configured; }
 bool route_link_up(void) { return L.up; }
 int route_link_peer_node(void) { return L.up ? L.peer_node : 0; }
+uint64_t route_link_peer_instance(void) { return L.up ? L.peer_instance : 0; }
 
 static void schedule_redial(void)
 {
@@ -131,6 +133,7 @@ static void link_drop(const char *why)
 	L.bev = NULL;
 	L.up = L.hello_in = false;
 	L.peer_node = 0;
+	L.peer_instance = 0;
 	bufferevent_free(bev); /* frees the SSL too (BEV_OPT_CLOSE_ON_FREE) */
 	if (was_up)
 		route_on_down();
@@ -163,11 +166,8 @@ static void conn_fail(struct bufferevent *bev, const char *why)
 static void write_frame(struct evbuffer *out, enum route_frame_type type, const char *head,
 			size_t head_len, const char *body, size_t body_len)
 {
-	uint32_t len = (uint32_t)(head_len + body_len);
-	unsigned char h[ROUTE_HEADER_SIZE] = {ROUTE_MAGIC0, ROUTE_MAGIC1, ROUTE_VERSION,
-					      (unsigned char)type,
-					      (unsigned char)(len >> 24), (unsigned char)(len >> 16),
-					      (unsigned char)(len >> 8), (unsigned char)len};
+	unsigned char h[ROUTE_HEADER_SIZE];
+	route_frame_header_encode(h, type, (uint32_t)(head_len + body_len));
 	evbuffer_add(out, h, sizeof h);
 	if (head_len)
 		evbuffer_add(out, head, head_len);
@@ -191,40 +191,36 @@ int route_link_send(enum route_frame_type type, const char *head, size_t head_le
 
 static void send_hello(struct bufferevent *bev)
 {
-	char hello[64];
-	int n = snprintf(hello, sizeof hello, "duet-route %d %d %ld", ROUTE_VERSION,
-			 ROUTE_VERSION, server.cfg.node_id);
-	write_frame(bufferevent_get_output(bev), ROUTE_HELLO, hello, (size_t)n, NULL, 0);
+	char hello[ROUTE_HELLO_MAX];
+	int n = route_hello_format(hello, sizeof hello, (int)server.cfg.node_id, route_instance());
+	if (n > 0)
+		write_frame(bufferevent_get_output(bev), ROUTE_HELLO, hello, (size_t)n, NULL, 0);
 }
 
-/* "duet-route <vmin> <vmax> <node-id>": a common version and a node id not ours. */
-static int hello_parse(const char *p, size_t len, int *peer_node)
+/* HELLO: a common version and a node id not ours. */
+static int hello_check(const char *p, size_t len, struct route_hello *h)
 {
-	char buf[64];
-	if (len >= sizeof buf)
+	if (route_hello_parse(p, len, h) < 0)
 		return -1;
-	memcpy(buf, p, len);
-	buf[len] = '\0';
-	unsigned vmin, vmax, node;
-	char tail;
-	if (sscanf(buf, "duet-route %u %u %u%c", &vmin, &vmax, &node, &tail) != 3)
-		return -1;
-	if (vmin > ROUTE_VERSION || vmax < ROUTE_VERSION) {
-		log_warnx("route: the peer engine speaks versions %u-%u, we speak %d", vmin, vmax,
-			  ROUTE_VERSION);
+	if (h->vmin > ROUTE_VERSION || h->vmax < ROUTE_VERSION) {
+		log_warnx("route: the peer engine speaks versions %u-%u, we speak %d", h->vmin,
+			  h->vmax, ROUTE_VERSION);
 		return -1;
 	}
-	if (node < 1 || node > MAX_HOME_NODES || (long)node == server.cfg.node_id) {
-		log_warnx("route: the peer engine says it is node %u (we are %ld)", node,
+	if (h->node < 1 || h->node > MAX_HOME_NODES || (long)h->node == server.cfg.node_id) {
+		log_warnx("route: the peer engine says it is node %u (we are %ld)", h->node,
 			  server.cfg.node_id);
 		return -1;
 	}
-	*peer_node = (int)node;
+	if (h->instance == route_instance()) {
+		log_warnx("route: the peer engine is ourselves (same instance)");
+		return -1;
+	}
 	return 0;
 }
 
 /* HELLO on bev checked: it becomes the link (an accepted one replaces the old link). */
-static void link_establish(struct bufferevent *bev, int peer_node)
+static void link_establish(struct bufferevent *bev, const struct route_hello *h)
 {
 	if (bev == L.pending) {
 		L.pending = NULL;
@@ -235,7 +231,8 @@ static void link_establish(struct bufferevent *bev, int peer_node)
 		L.outgoing = false;
 	}
 	L.hello_in = L.up = true;
-	L.peer_node = peer_node;
+	L.peer_node = (int)h->node;
+	L.peer_instance = h->instance;
 	L.backoff_ms = BACKOFF_MIN_MS;
 	log_info("route: link to the peer engine (node %d) is up (%s)", L.peer_node,
 		 L.outgoing ? "outgoing" : "incoming");
@@ -245,16 +242,24 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	if (bev != L.bev && bev != L.pending)
 		return;
+	if (server.stopping) {
+		/* Our sessions are closing: what the peer sends now could only be dropped or
+		 * stored where it cannot be read until we are back.  Closing unread leaves it
+		 * unacknowledged, so the peer holds it and delivers it where the user goes. */
+		conn_fail(bev, "this engine is stopping");
+		return;
+	}
 	struct evbuffer *in = bufferevent_get_input(bev);
 	bool any = false;
 	for (;;) {
 		unsigned char h[ROUTE_HEADER_SIZE];
-		if (evbuffer_copyout(in, h, sizeof h) < (ev_ssize_t)sizeof h)
+		ev_ssize_t got = evbuffer_copyout(in, h, sizeof h);
+		enum route_frame_type type;
+		uint32_t len;
+		int hr = route_frame_header(h, got > 0 ? (size_t)got : 0, &type, &len);
+		if (hr > 0)
 			break;
-		uint32_t len = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 |
-			       h[7];
-		if (h[0] != ROUTE_MAGIC0 || h[1] != ROUTE_MAGIC1 || h[2] != ROUTE_VERSION ||
-		    h[3] < ROUTE_HELLO || h[3] > ROUTE_PING || len > ROUTE_MAX_PAYLOAD) {
+		if (hr < 0) {
 			conn_fail(bev, "malformed frame header");
 			return;
 		}
@@ -266,15 +271,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		const char *payload = (const char *)f + sizeof h;
-		enum route_frame_type type = h[3];
 		if (bev == L.pending || !L.hello_in) {
-			int peer_node;
-			if (type != ROUTE_HELLO || hello_parse(payload, len, &peer_node) < 0) {
+			struct route_hello hello;
+			if (type != ROUTE_HELLO || hello_check(payload, len, &hello) < 0) {
 				conn_fail(bev, "bad HELLO");
 				return;
 			}
 			evbuffer_drain(in, sizeof h + len);
-			link_establish(bev, peer_node);
+			link_establish(bev, &hello);
 			route_on_up();
 		} else if (type == ROUTE_HELLO) {
 			link_drop("second HELLO");

@@ -57,13 +57,16 @@ void user_release(struct user *u)
 	user_free(u);
 }
 
-static void run_waiters(struct user *u, struct user *arg_user)
+static void run_waiters(struct user *u, struct user *arg_user, PGresult *res)
 {
 	struct user_waiter *w = u->waiters;
 	u->waiters = NULL;
 	while (w) {
 		struct user_waiter *next = w->next;
-		w->cb(w->arg, arg_user);
+		if (w->row_cb)
+			w->row_cb(w->arg, arg_user, res);
+		else
+			w->cb(w->arg, arg_user);
 		free(w);
 		w = next;
 	}
@@ -93,10 +96,10 @@ static void user_loaded(void *arg, PGresult *res, const char *errmsg)
 	/* Hold across the callbacks: they may take and drop references of their own. */
 	if (u->missing) {
 		strmap_del(server.users, u->name);
-		run_waiters(u, NULL);
+		run_waiters(u, NULL, res);
 	} else {
 		u->loaded = true;
-		run_waiters(u, u);
+		run_waiters(u, u, res);
 	}
 	user_release(u); /* the load's own reference */
 }
@@ -105,26 +108,36 @@ static const char load_sql[] =
 	"SELECT u.home_node, u.roster_ver, r.contact, r.name, r.subscription, r.ask_out,"
 	" r.pending_in, r.preapproved, r.visible, array_to_string(r.groups, E'\\n'), r.ver,"
 	" r.pending_in_stanza, floor(extract(epoch from l.logout_at))::bigint, l.status,"
-	" EXISTS (SELECT 1 FROM offline_messages o WHERE o.username = u.username)"
+	" EXISTS (SELECT 1 FROM offline_messages o WHERE o.username = u.username),"
+	" encode(u.sha1_salt, 'hex'), u.sha1_iter, encode(u.sha1_stored, 'hex'),"
+	" encode(u.sha1_server, 'hex'), encode(u.sha256_salt, 'hex'), u.sha256_iter,"
+	" encode(u.sha256_stored, 'hex'), encode(u.sha256_server, 'hex')"
 	" FROM users u LEFT JOIN roster_items r ON r.username = u.username"
 	" LEFT JOIN last_activity l ON l.username = u.username WHERE u.username = $1";
 
-void user_with(const char *username, user_cb cb, void *arg)
+static void waiter_run(struct user_waiter *w, struct user *u)
+{
+	if (w->row_cb)
+		w->row_cb(w->arg, u, NULL);
+	else
+		w->cb(w->arg, u);
+}
+
+static void user_wait(const char *username, struct user_waiter *proto)
 {
 	struct user *u = strmap_get(server.users, username);
 	if (u && u->loaded) {
 		user_hold(u);
-		cb(arg, u);
+		waiter_run(proto, u);
 		user_release(u);
 		return;
 	}
 	struct user_waiter *w = calloc(1, sizeof *w);
 	if (!w) {
-		cb(arg, NULL);
+		waiter_run(proto, NULL);
 		return;
 	}
-	w->cb = cb;
-	w->arg = arg;
+	*w = *proto;
 	if (u) { /* loading: queue behind the load, in order */
 		struct user_waiter **p = &u->waiters;
 		while (*p)
@@ -136,7 +149,7 @@ void user_with(const char *username, user_cb cb, void *arg)
 	if (!u || strlen(username) > JID_PART_MAX) {
 		free(u);
 		free(w);
-		cb(arg, NULL);
+		waiter_run(proto, NULL);
 		return;
 	}
 	u->name = strdup(username);
@@ -151,13 +164,25 @@ void user_with(const char *username, user_cb cb, void *arg)
 		u->waiters = NULL;
 		free(w);
 		user_free(u);
-		cb(arg, NULL);
+		waiter_run(proto, NULL);
 		return;
 	}
 	const char *params[1] = {u->name};
 	u->load_req = pg_query(server.db, load_sql, 1, params, user_loaded, u);
 	if (!u->load_req)
 		user_loaded(u, NULL, "out of memory");
+}
+
+void user_with(const char *username, user_cb cb, void *arg)
+{
+	struct user_waiter w = {.cb = cb, .arg = arg};
+	user_wait(username, &w);
+}
+
+void user_with_row(const char *username, user_row_cb cb, void *arg)
+{
+	struct user_waiter w = {.row_cb = cb, .arg = arg};
+	user_wait(username, &w);
 }
 
 void user_cancel(const char *username, void *arg)

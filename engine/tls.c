@@ -1,5 +1,7 @@
 /* The server's TLS context: TLS 1.2+, the configured certificate chain and key, and
- * buffers released while a connection is idle (memory per idle connection matters). */
+ * buffers released while a connection is idle (memory per idle connection matters).
+ * Connections drive OpenSSL on their sockets directly (conn.c): read-ahead, and writes
+ * that may end part way through a buffer which may move before the retry. */
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -13,7 +15,9 @@ SSL_CTX *tls_context_new(const char *cert, const char *key)
 	if (!ctx)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* No session tickets or cache: clients here rarely resume, and each costs memory. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);

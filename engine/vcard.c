@@ -86,13 +86,3 @@ void vcard_iq(struct resource *res, struct xml_node *iq, const char *owner)
 		vcard_done(op, NULL, "out of memory");
 	free(text);
 }
-
-void last_store(struct user *u)
-{
-	u->last_logout = time(NULL);
-	const char *params[2] = {u->name, u->last_status ? u->last_status : ""};
-	user_write(u,
-		   "INSERT INTO last_activity (username, logout_at, status) VALUES ($1, now(), $2)"
-		   " ON CONFLICT (username) DO UPDATE SET logout_at = now(), status = $2",
-		   2, params);
-}

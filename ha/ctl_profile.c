@@ -2,6 +2,7 @@
  * (see ctl_profile.h).  apply looks the profile row up here too (the same tables srmctl
  * shows), so srmd never trusts a client's numbers beyond its three arguments. */
 #include "ha/ctl_profile.h"
+#include "ha/engine_child.h"
 
 #include "ha/login_profiles.h"
 #include "ha/pair.h"
@@ -108,6 +109,8 @@ void profile_apply_local(struct srm *srm, long lower_ms, long upper_ms)
 	srm->cfg.ha_relogin_upper_ms = upper_ms;
 	if (srm->pair)
 		pair_relogin_changed(srm->pair);
+	else if (srm->engine) /* what the engine advertises (disco form urn:duet:relogin:0) */
+		engine_child_set_relogin(srm->engine, lower_ms, upper_ms);
 }
 
 static void mismatch_log(struct profile_sync *ps)
@@ -285,8 +288,7 @@ static void cmd_profile_apply(struct ctl_conn *c, int argc, char **argv)
 		ctl_reply_error(c, "usage", "%s", why);
 		return;
 	}
-	int forward = srm->pair && !ctl_conn_local(c);
-	if (forward && !pair_peer_reachable(srm->pair)) {
+	if (srm->pair && !ctl_conn_local(c) && !pair_peer_reachable(srm->pair)) {
 		ctl_reply_error(c, "peer-unreachable", "the peer link is down: nothing changed "
 			       "(--local applies to this node only)");
 		return;
@@ -299,9 +301,20 @@ static void cmd_profile_apply(struct ctl_conn *c, int argc, char **argv)
 		ctl_body_printf(c, "note: lower limit %u s differs from this node's Critical "
 				   "Service Down Delay (%ld ms); the manual's tables assume 120 s\n",
 				r->lower, srm->cfg.critical_service_down_delay_ms);
+	profile_apply_values(c, srm, lower_ms, upper_ms);
+}
+
+void profile_apply_values(struct ctl_conn *c, struct srm *srm, long lower_ms, long upper_ms)
+{
+	int forward = srm->pair && !ctl_conn_local(c);
+	if (forward && !pair_peer_reachable(srm->pair)) {
+		ctl_reply_error(c, "peer-unreachable", "the peer link is down: nothing changed "
+			       "(--local applies to this node only)");
+		return;
+	}
 	profile_apply_local(srm, lower_ms, upper_ms);
-	ctl_body_printf(c, "node %ld: relogin lower %u s, upper %u s\n", srm->cfg.node_id,
-			r->lower, r->upper);
+	ctl_body_printf(c, "node %ld: relogin lower %ld s, upper %ld s\n", srm->cfg.node_id,
+			lower_ms / 1000, upper_ms / 1000);
 	if (!forward) {
 		if (srm->pair) {
 			ctl_body_printf(c, "node %d: not changed (--local)\n",
@@ -432,5 +445,7 @@ static void cmd_profile_show(struct ctl_conn *c, int argc, char **argv)
 const struct ctl_command ctl_profile_commands[] = {
 	{"profile apply", "HARDWARE MODE USERS", 3, 3, 0, 1, cmd_profile_apply},
 	{"profile show", "", 0, 0, 1, 0, cmd_profile_show},
+	{"profile auto", "MODE USERS [calibrate]", 2, 3, 1, 0, cmd_profile_auto},
+	{"profile apply-auto", "MODE USERS", 2, 2, 0, 1, cmd_profile_apply_auto},
 	{NULL, NULL, 0, 0, 0, 0, NULL},
 };

@@ -44,6 +44,14 @@ void profile_sync_on_frame(struct profile_sync *ps, const uint8_t *payload, size
 
 /* Set this node's limits now (srm->cfg and, on a pair, the state machine's window). */
 void profile_apply_local(struct srm *srm, long lower_ms, long upper_ms);
+/* `profile apply` after the limits are known: this node, then (unless --local) the peer;
+ * answers c (ok, or the peer's failure). */
+void profile_apply_values(struct ctl_conn *c, struct srm *srm, long lower_ms, long upper_ms);
+
+/* ctl_profile_auto.c: `profile auto MODE USERS [calibrate]` (the limits derived from this
+ * node's measured login capacity) and `profile apply-auto MODE USERS`. */
+void cmd_profile_auto(struct ctl_conn *c, int argc, char **argv);
+void cmd_profile_apply_auto(struct ctl_conn *c, int argc, char **argv);
 
 /* For `srmctl status` (ctl_status.c): a "relogin:" line, with a profile mismatch warning
  * when the peer's limits differ; in JSON a ",\"relogin\":{...}" member. */

@@ -35,6 +35,14 @@ struct ctl_conn {
 	int replied;
 	void (*cancel)(void *arg);
 	void *cancel_arg;
+	int internal;              /* ctl_run_new: no socket, the reply goes to done */
+	char origin[64];           /* ... and who asked, for the log */
+	ctl_run_done_fn done;
+	void *done_arg;
+	ctl_body_fn body_fn;       /* the command reads a request body (ctl_conn_read_body) */
+	void *body_arg;
+	size_t body_max;
+	int body_paused, body_skipping, body_feeding;
 };
 TAILQ_HEAD(ctl_conn_list, ctl_conn);
 
@@ -107,6 +115,18 @@ static void conn_send(struct ctl_conn *c, const char *status)
 	c->busy = 0;
 	c->replied = 1;
 	c->cancel = NULL;
+	c->body_fn = NULL; /* an early answer: the rest of the body is not read */
+	if (c->bev)
+		bufferevent_disable(c->bev, EV_READ);
+	if (c->internal) {
+		size_t blen = evbuffer_get_length(c->body);
+		evbuffer_add(c->body, "", 1);
+		const char *body = (const char *)evbuffer_pullup(c->body, -1);
+		if (c->done)
+			c->done(c->done_arg, status, body ? body : "", body ? blen : 0);
+		conn_free(c);
+		return;
+	}
 	if (!c->bev) {
 		conn_free(c);
 		return;
@@ -154,7 +174,11 @@ void ctl_reply_error(struct ctl_conn *c, const char *code, const char *fmt, ...)
 		if ((unsigned char)*m < 0x20 || (unsigned char)*m == 0x7f)
 			*m = ' ';
 	snprintf(status, sizeof status, "error %s %s", code, msg);
-	log_info("ctl: uid %u pid %ld: error %s: %s", (unsigned)c->uid, (long)c->pid, code, msg);
+	if (c->internal)
+		log_info("ctl: %s: error %s: %s", c->origin, code, msg);
+	else
+		log_info("ctl: uid %u pid %ld: error %s: %s", (unsigned)c->uid, (long)c->pid, code,
+			 msg);
 	conn_send(c, status);
 }
 
@@ -247,9 +271,121 @@ static void conn_dispatch(struct ctl_conn *c, char *line)
 		ctl_reply_error(c, "usage", "%s has no --local option", cmd->name);
 		return;
 	}
-	log_info("ctl: uid %u pid %ld: %s", (unsigned)c->uid, (long)c->pid, cmd->name);
+	/* The HTTP admin logs its writes itself; its page polls status every second or two. */
+	if (c->internal)
+		log_debug("ctl: %s: %s", c->origin, cmd->name);
+	else
+		log_info("ctl: uid %u pid %ld: %s", (unsigned)c->uid, (long)c->pid, cmd->name);
 	c->busy = 1;
 	cmd->exec(c, argc, argv);
+}
+
+struct ctl_conn *ctl_run_new(struct ctl_server *s, const char *origin, ctl_run_done_fn done,
+			     void *arg)
+{
+	struct ctl_conn *c = calloc(1, sizeof *c);
+	if (!c || !(c->body = evbuffer_new())) {
+		free(c);
+		return NULL;
+	}
+	c->srv = s;
+	c->uid = geteuid();
+	c->pid = getpid();
+	c->internal = 1;
+	c->done = done;
+	c->done_arg = arg;
+	snprintf(c->origin, sizeof c->origin, "%s", origin);
+	TAILQ_INSERT_TAIL(&s->conns, c, entry);
+	s->nconns++;
+	return c;
+}
+
+void ctl_run_start(struct ctl_conn *c, char *line)
+{
+	if (strlen(line) > CTL_MAX_REQUEST)
+		ctl_reply_error(c, "too-long", "request longer than %d bytes", CTL_MAX_REQUEST);
+	else
+		conn_dispatch(c, line);
+}
+
+void ctl_run_abandon(struct ctl_conn *c)
+{
+	c->done = NULL;
+}
+
+/* The lines after the request, to the command that asked for them (ctl_conn_read_body):
+ * dot-stuffed like the response, ended by ".", each at most body_max bytes (a longer one is
+ * dropped as it arrives and reported as CTL_BODY_TOO_LONG). */
+static void body_feed(struct ctl_conn *c)
+{
+	if (c->body_feeding)
+		return; /* a callback resumed the body: the loop below goes on */
+	c->body_feeding = 1;
+	while (c->body_fn && !c->body_paused && c->bev) {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > c->body_max) {
+				evbuffer_drain(in, evbuffer_get_length(in));
+				c->body_skipping = 1;
+			}
+			break;
+		}
+		size_t n = (size_t)eol.pos;
+		if (c->body_skipping || n > c->body_max) {
+			evbuffer_drain(in, n + 1);
+			c->body_skipping = 0;
+			c->body_fn(c->body_arg, CTL_BODY_TOO_LONG, NULL, 0);
+			continue;
+		}
+		char *line = malloc(n + 1);
+		if (!line) { /* the command gives up as if the client had gone */
+			ctl_body_fn fn = c->body_fn;
+			c->body_fn = NULL;
+			fn(c->body_arg, CTL_BODY_GONE, NULL, 0);
+			break;
+		}
+		evbuffer_remove(in, line, n);
+		evbuffer_drain(in, 1);
+		line[n] = '\0';
+		if (n == 1 && line[0] == '.') {
+			ctl_body_fn fn = c->body_fn;
+			c->body_fn = NULL;
+			bufferevent_disable(c->bev, EV_READ);
+			free(line);
+			fn(c->body_arg, CTL_BODY_END, NULL, 0);
+			break;
+		}
+		int stuffed = n > 0 && line[0] == '.';
+		c->body_fn(c->body_arg, CTL_BODY_LINE, line + stuffed, n - (size_t)stuffed);
+		free(line);
+	}
+	c->body_feeding = 0;
+	if (c->body_fn && c->bev) {
+		if (c->body_paused)
+			bufferevent_disable(c->bev, EV_READ);
+		else
+			bufferevent_enable(c->bev, EV_READ);
+	}
+}
+
+void ctl_conn_read_body(struct ctl_conn *c, size_t max_line, ctl_body_fn fn, void *arg)
+{
+	c->body_fn = fn;
+	c->body_arg = arg;
+	c->body_max = max_line;
+	if (!c->bev) { /* no socket (internal request) or the client is gone: no body */
+		c->body_fn = NULL;
+		fn(arg, CTL_BODY_GONE, NULL, 0);
+	}
+	/* conn_on_read feeds what is buffered once the request line is done with */
+}
+
+void ctl_conn_body_pause(struct ctl_conn *c, int pause)
+{
+	c->body_paused = pause;
+	if (c->bev && c->body_fn)
+		body_feed(c);
 }
 
 static void conn_on_read(struct bufferevent *bev, void *arg)
@@ -257,6 +393,10 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	struct ctl_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len;
+	if (c->body_fn) {
+		body_feed(c);
+		return;
+	}
 	char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 	if (!line) {
 		if (evbuffer_get_length(in) > CTL_MAX_REQUEST) {
@@ -277,6 +417,8 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	/* The line may hold a password. */
 	explicit_bzero(line, len);
 	free(line);
+	if (c->body_fn && c->bev)
+		body_feed(c);
 }
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -290,6 +432,10 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		/* The command still runs (a database write should finish); reply into the void. */
 		bufferevent_free(c->bev);
 		c->bev = NULL;
+		ctl_body_fn fn = c->body_fn;
+		c->body_fn = NULL;
+		if (fn) /* the body will not end: the command gives up */
+			fn(c->body_arg, CTL_BODY_GONE, NULL, 0);
 		return;
 	}
 	conn_free(c);

@@ -40,6 +40,22 @@ int ctl_server_add_commands(struct ctl_server *s, const struct ctl_command *tabl
  * socket file. */
 void ctl_server_free(struct ctl_server *s);
 
+/* --- running a command without a socket (the HTTP admin, ha/http_api.c) --- */
+
+/* status is "ok" or "error CODE MESSAGE"; body is the command's output (len bytes, also
+ * NUL-terminated).  Both are valid only during the call. */
+typedef void (*ctl_run_done_fn)(void *arg, const char *status, const char *body, size_t len);
+/* A request that answers through done instead of a socket; uid/pid are srmd's own, origin
+ * names the caller in the log ("http 127.0.0.1:40312").  NULL when out of memory. */
+struct ctl_conn *ctl_run_new(struct ctl_server *s, const char *origin, ctl_run_done_fn done,
+			     void *arg);
+/* Run one request line in the protocol's form ("1\tstatus", fields separated by TAB; no
+ * newline; modified in place).  done runs exactly once, maybe before this returns; the
+ * handle is invalid after it. */
+void ctl_run_start(struct ctl_conn *c, char *line);
+/* The caller goes away: done will not be called; the command finishes on its own. */
+void ctl_run_abandon(struct ctl_conn *c);
+
 /* --- for commands --- */
 void *ctl_conn_ctx(const struct ctl_conn *c);
 int ctl_conn_json(const struct ctl_conn *c);       /* --json was given */
@@ -49,6 +65,18 @@ pid_t ctl_conn_pid(const struct ctl_conn *c);
 /* Called, instead of any reply, if the server is freed while the command is still pending:
  * it must cancel its database or engine requests and free its state. */
 void ctl_conn_set_cancel(struct ctl_conn *c, void (*cancel)(void *arg), void *arg);
+
+/* A request body (bulk imports): the request line is followed by lines in the response's
+ * form (dot-stuffed, ended by a "." line).  A command calls ctl_conn_read_body from its exec;
+ * fn then gets each line (unstuffed, without LF; valid during the call), CTL_BODY_TOO_LONG
+ * for a line over max_line bytes (dropped), then CTL_BODY_END, or CTL_BODY_GONE when the
+ * client went away or timed out first (the command then answers into the void).  Replying
+ * before the end stops the body.  While paused nothing is read (the client waits). */
+enum ctl_body_event { CTL_BODY_LINE, CTL_BODY_TOO_LONG, CTL_BODY_END, CTL_BODY_GONE };
+typedef void (*ctl_body_fn)(void *arg, enum ctl_body_event ev, const char *line, size_t len);
+void ctl_conn_read_body(struct ctl_conn *c, size_t max_line, ctl_body_fn fn, void *arg);
+/* Resuming may deliver buffered lines before it returns. */
+void ctl_conn_body_pause(struct ctl_conn *c, int pause);
 
 /* Append text to the response body (may contain several lines; the server escapes lines
  * starting with "."). */

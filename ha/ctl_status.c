@@ -5,6 +5,7 @@
  * wait.  srmctl digest: the per-table hash of the replicated data. */
 #include "ha/catchup.h"
 #include "ha/ctl_profile.h"
+#include "ha/ctl_status.h"
 #include "ha/db_health.h"
 #include "ha/engine_child.h"
 #include "ha/pair.h"
@@ -19,8 +20,11 @@
 #include <string.h>
 #include <time.h>
 
+enum status_view { VIEW_FULL, VIEW_BRIEF, VIEW_REPLICATION };
+
 struct status_op {
 	struct ctl_conn *c;
+	enum status_view view;
 	struct engine_child_req *ereq;
 	struct repl_q *lag_req;
 	char *stats;             /* the engine's reply, NULL if none */
@@ -78,7 +82,7 @@ static void local_state(const struct srm *srm, const char **state, const char **
 	*since = srm->status.since;
 }
 
-static void time_iso(time_t t, char *buf, size_t len)
+void ctl_time_iso(time_t t, char *buf, size_t len)
 {
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -113,7 +117,7 @@ static void node_render_text(struct ctl_conn *c, int id, const char *role,
 			     const struct ha_wire_state *w, int known)
 {
 	char since[32], s1[16], s2[16];
-	time_iso((time_t)w->since_unix, since, sizeof since);
+	ctl_time_iso((time_t)w->since_unix, since, sizeof since);
 	count_text(s1, sizeof s1, w->sessions[0]);
 	count_text(s2, sizeof s2, w->sessions[1]);
 	ctl_body_printf(c, "node %d (%s)%s\n", id, role, known ? "" : ": last known state");
@@ -129,9 +133,9 @@ static void node_render_text(struct ctl_conn *c, int id, const char *role,
 
 /* ---- replication ---- */
 
-static const char *repl_phase_name(enum repl_phase ph)
+const char *ctl_repl_phase_name(int phase)
 {
-	switch (ph) {
+	switch ((enum repl_phase)phase) {
 	case REPL_OFF:
 		return "off";
 	case REPL_HANDSHAKE:
@@ -168,7 +172,7 @@ static void repl_render_text(struct ctl_conn *c, struct srm *srm, const struct s
 	uint64_t out_n;
 	int64_t out_ms;
 	lag_out_of(&rs, &op->lag, op->lag_known, &out_n, &out_ms);
-	ctl_body_printf(c, "replication: %s%s%s\n", repl_phase_name(rs.ship),
+	ctl_body_printf(c, "replication: %s%s%s\n", ctl_repl_phase_name(rs.ship),
 			rs.receiving_resync ? ", receiving a full resync" : "",
 			rs.peer_hello ? "" : ", no peer session");
 	ctl_body_printf(c, "  lag in:    %" PRIu64 " entries, %.1f s (applied %" PRIu64
@@ -216,7 +220,7 @@ static void repl_render_json(struct ctl_conn *c, struct srm *srm, const struct s
 			"\"peer_hello\":%s,\"epoch\":%" PRIu64 ",\"head\":%" PRIu64
 			",\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"peer_epoch\":%" PRIu64
 			",\"peer_head\":%" PRIu64 ",\"applied\":%" PRIu64,
-			repl_phase_name(rs.ship), rs.receiving_resync ? "true" : "false",
+			ctl_repl_phase_name(rs.ship), rs.receiving_resync ? "true" : "false",
 			rs.peer_hello ? "true" : "false", rs.epoch, rs.head, rs.sent, rs.acked,
 			rs.peer_epoch, rs.peer_head, rs.applied);
 	ctl_body_printf(c, ",\"lag_in\":{\"entries\":%" PRIu64 ",\"seconds\":%.3f}",
@@ -289,7 +293,7 @@ static void node_render_json(struct ctl_conn *c, int id, int self, const struct 
 			     int known)
 {
 	char since[32];
-	time_iso((time_t)w->since_unix, since, sizeof since);
+	ctl_time_iso((time_t)w->since_unix, since, sizeof since);
 	ctl_body_printf(c, "{\"node_id\":%d,\"self\":%s,\"known\":%s,\"state\":", id,
 			self ? "true" : "false", known ? "true" : "false");
 	ctl_body_json_string(c, ha_state_name(w->info.state));
@@ -366,7 +370,7 @@ static void status_render_json(struct ctl_conn *c, struct srm *srm,
 	time_t since_t;
 	local_state(srm, &state, &reason, &since_t);
 	char since[32];
-	time_iso(since_t, since, sizeof since);
+	ctl_time_iso(since_t, since, sizeof since);
 	ctl_body_printf(c, "{\"node_id\":%ld,\"node_name\":", srm->cfg.node_id);
 	ctl_body_json_string(c, srm->cfg.node_name);
 	ctl_body_printf(c, ",\"domain\":");
@@ -404,7 +408,7 @@ static void status_render_text(struct ctl_conn *c, struct srm *srm,
 	time_t since_t;
 	local_state(srm, &state, &reason, &since_t);
 	char since[32];
-	time_iso(since_t, since, sizeof since);
+	ctl_time_iso(since_t, since, sizeof since);
 	ctl_body_printf(c, "node:      %ld (%s)\n", srm->cfg.node_id, srm->cfg.node_name);
 	ctl_body_printf(c, "domain:    %s\n", srm->cfg.domain);
 	ctl_body_printf(c, "state:     %s\n", state);
@@ -435,13 +439,31 @@ static void status_render_text(struct ctl_conn *c, struct srm *srm,
 		pair_render_text(c, srm, op);
 }
 
+/* srmctl replication: the replication part of the status alone. */
+static void replication_render(struct ctl_conn *c, struct srm *srm, const struct status_op *op)
+{
+	if (!ctl_conn_json(c)) {
+		repl_render_text(c, srm, op);
+		return;
+	}
+	ctl_body_printf(c, "{\"node_id\":%ld,\"peer_node_id\":%d", srm->cfg.node_id,
+			pair_peer_node(srm->pair));
+	repl_render_json(c, srm, op);
+	ctl_body_printf(c, "}\n");
+}
+
 static void status_finish(struct status_op *op)
 {
 	struct ctl_conn *c = op->c;
 	struct srm *srm = ctl_conn_ctx(c);
 	struct engine_counters k;
 	counters_parse(op->stats, &k);
-	if (ctl_conn_json(c))
+	if (op->view == VIEW_BRIEF)
+		ctl_status_brief_render(c, srm, k.known ? k.sessions : -1,
+					op->lag_known ? &op->lag : NULL);
+	else if (op->view == VIEW_REPLICATION)
+		replication_render(c, srm, op);
+	else if (ctl_conn_json(c))
 		status_render_json(c, srm, &k, op);
 	else
 		status_render_text(c, srm, &k, op);
@@ -491,21 +513,43 @@ static void status_cancel(void *arg)
 	free(op);
 }
 
-static void cmd_status(struct ctl_conn *c, int argc, char **argv)
+static void status_begin(struct ctl_conn *c, enum status_view view)
 {
 	struct srm *srm = ctl_conn_ctx(c);
+	if (view == VIEW_REPLICATION && !srm->pair) {
+		ctl_reply_error(c, "no-peer", "this node has no peer: nothing is replicated");
+		return;
+	}
 	struct status_op *op = calloc(1, sizeof *op);
 	if (!op) {
 		ctl_reply_error(c, "internal", "out of memory");
 		return;
 	}
 	op->c = c;
+	op->view = view;
 	ctl_conn_set_cancel(c, status_cancel, op);
-	/* Only a ready engine is asked: one still starting may not read its socket yet. */
-	if (engine_child_state(srm->engine) == ENGINE_READY)
+	/* Only a ready engine is asked: one still starting may not read its socket yet.  On a
+	 * pair the brief view takes the sessions from the counters the pair keeps. */
+	int ask = view == VIEW_FULL || (view == VIEW_BRIEF && !srm->pair);
+	if (ask && engine_child_state(srm->engine) == ENGINE_READY)
 		op->ereq = engine_child_request(srm->engine, "stats", on_stats_reply, op);
 	if (!op->ereq)
 		status_lag_or_finish(op); /* no engine to ask */
+}
+
+static void cmd_status(struct ctl_conn *c, int argc, char **argv)
+{
+	status_begin(c, VIEW_FULL);
+}
+
+static void cmd_status_brief(struct ctl_conn *c, int argc, char **argv)
+{
+	status_begin(c, VIEW_BRIEF);
+}
+
+static void cmd_replication(struct ctl_conn *c, int argc, char **argv)
+{
+	status_begin(c, VIEW_REPLICATION);
 }
 
 /* ---- digest ---- */
@@ -566,6 +610,8 @@ static void cmd_digest(struct ctl_conn *c, int argc, char **argv)
 
 const struct ctl_command ctl_status_commands[] = {
 	{"status", "", 0, 0, 1, 0, cmd_status},
+	{"status brief", "", 0, 0, 1, 0, cmd_status_brief},
+	{"replication", "", 0, 0, 1, 0, cmd_replication},
 	{"digest", "", 0, 0, 1, 0, cmd_digest},
 	{NULL, NULL, 0, 0, 0, 0, NULL},
 };

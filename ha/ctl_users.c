@@ -1,4 +1,4 @@
-/* srmctl user commands: add, del, passwd, assign, list.  Accounts live in the node database's
+/* srmctl user commands: add, del, passwd, assign, list, show.  Accounts live in the node database's
  * users table with SCRAM-SHA-1 and SCRAM-SHA-256 salted keys, never passwords.  Deleting an
  * account or changing its password ends the user's sessions through the engine's `kick`.
  * On a pair every change is then forwarded to the peer (ha/prov.h) unless --local is given,
@@ -597,11 +597,140 @@ static void cmd_user_list(struct ctl_conn *c, int argc, char **argv)
 	ctl_conn_set_cancel(c, list_cancel, op);
 }
 
+/* --- user show --- */
+
+/* Which node serves home node `home` now: this node's serve set, then the peer's last
+ * known one; 0 = nobody. */
+static int served_by(const struct srm *srm, long home)
+{
+	if (home != 1 && home != 2)
+		return 0;
+	if (!srm->pair)
+		return home == srm->cfg.node_id ? (int)home : 0;
+	struct ha_wire_state self;
+	struct pair_peer_view peer;
+	pair_local_wire(srm->pair, &self);
+	pair_peer_view(srm->pair, &peer);
+	if (self.info.serve & HA_HOME_BIT(home))
+		return (int)srm->cfg.node_id;
+	if (peer.known && (peer.st.info.serve & HA_HOME_BIT(home)))
+		return pair_peer_node(srm->pair);
+	return 0;
+}
+
+static void on_show_result(void *arg, PGresult *res, const char *errmsg)
+{
+	struct user_op *op = arg;
+	if (!op_check_result(op, res, errmsg, PGRES_TUPLES_OK))
+		return;
+	if (PQntuples(res) != 1) {
+		char msg[LOCAL_MAX + CFG_NAME + 32];
+		snprintf(msg, sizeof msg, "%s: no such account", op->jid);
+		op_reply_error(op, "not-found", msg);
+		return;
+	}
+	struct ctl_conn *c = op->c;
+	long home = atol(PQgetvalue(res, 0, 0));
+	const char *created = PQgetvalue(res, 0, 1);
+	long contacts = atol(PQgetvalue(res, 0, 2)), offline = atol(PQgetvalue(res, 0, 3));
+	const char *logout = PQgetvalue(res, 0, 4), *status = PQgetvalue(res, 0, 5);
+	int server = served_by(op->srm, home);
+	if (ctl_conn_json(c)) {
+		ctl_body_printf(c, "{\"jid\":");
+		ctl_body_json_string(c, op->jid);
+		ctl_body_printf(c, ",\"username\":");
+		ctl_body_json_string(c, op->local);
+		ctl_body_printf(c, ",\"home_node\":%ld,\"served_by\":", home);
+		if (server)
+			ctl_body_printf(c, "%d", server);
+		else
+			ctl_body_printf(c, "null");
+		ctl_body_printf(c, ",\"created\":\"%s\",\"contacts\":%ld,\"offline_messages\":%ld,"
+				"\"last_logout\":",
+				created, contacts, offline);
+		if (*logout) {
+			ctl_body_printf(c, "\"%s\",\"last_status\":", logout);
+			ctl_body_json_string(c, status);
+		} else {
+			ctl_body_printf(c, "null,\"last_status\":null");
+		}
+		ctl_body_printf(c, "}\n");
+	} else {
+		ctl_body_printf(c, "jid:          %s\n", op->jid);
+		if (home == 1 || home == 2)
+			ctl_body_printf(c, "home node:    %ld\n", home);
+		else
+			ctl_body_printf(c, "home node:    none (cannot log in until "
+					   "`srmctl user assign`)\n");
+		if (server)
+			ctl_body_printf(c, "served by:    node %d%s\n", server,
+					server == home ? "" : " (its home node is failed over)");
+		else
+			ctl_body_printf(c, "served by:    nobody now\n");
+		ctl_body_printf(c, "created:      %s\n", created);
+		ctl_body_printf(c, "contacts:     %ld\n", contacts);
+		ctl_body_printf(c, "offline:      %ld message%s waiting\n", offline,
+				offline == 1 ? "" : "s");
+		/* The status text is the user's: one line, no control characters. */
+		char st[201];
+		snprintf(st, sizeof st, "%s", status);
+		for (char *p = st; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = ' ';
+		if (*logout)
+			ctl_body_printf(c, "last logout:  %s%s%s%s\n", logout, *st ? " (\"" : "", st,
+					*st ? "\")" : "");
+		else
+			ctl_body_printf(c, "last logout:  never (or online since its first login)\n");
+	}
+	free(op);
+	ctl_reply_ok(c);
+}
+
+static void cmd_user_show(struct ctl_conn *c, int argc, char **argv)
+{
+	struct srm *srm = ctl_conn_ctx(c);
+	struct user_op *op = calloc(1, sizeof *op);
+	if (!op) {
+		ctl_reply_error(c, "internal", "out of memory");
+		return;
+	}
+	op->c = c;
+	op->srm = srm;
+	const char *code = NULL;
+	char msg[512];
+	if (jid_to_local(argv[0], srm->cfg.domain, op->local, &code, msg, sizeof msg) < 0) {
+		ctl_reply_error(c, code, "%s", msg);
+		free(op);
+		return;
+	}
+	char domain[CFG_NAME];
+	snprintf(domain, sizeof domain, "%s", srm->cfg.domain);
+	for (char *p = domain; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	snprintf(op->jid, sizeof op->jid, "%s@%s", op->local, domain);
+	const char *params[] = {op->local};
+	op_query(op,
+		 "SELECT u.home_node,"
+		 " to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+		 " (SELECT count(*) FROM roster_items r"
+		 "   WHERE r.username = u.username AND r.visible),"
+		 " (SELECT count(*) FROM offline_messages o WHERE o.username = u.username),"
+		 " coalesce(to_char(la.logout_at AT TIME ZONE 'UTC',"
+		 "   'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''),"
+		 " coalesce(la.status, '')"
+		 " FROM users u LEFT JOIN last_activity la ON la.username = u.username"
+		 " WHERE u.username = $1",
+		 1, params, on_show_result);
+}
+
 const struct ctl_command ctl_user_commands[] = {
 	{"user add", "JID PASSWORD", 2, 2, 0, 1, cmd_user_add},
 	{"user del", "JID", 1, 1, 0, 1, cmd_user_del},
 	{"user passwd", "JID PASSWORD", 2, 2, 0, 1, cmd_user_passwd},
 	{"user assign", "JID NODE", 2, 2, 0, 1, cmd_user_assign},
 	{"user list", "", 0, 0, 1, 0, cmd_user_list},
+	{"user show", "JID", 1, 1, 1, 0, cmd_user_show},
 	{NULL, NULL, 0, 0, 0, 0, NULL},
 };

@@ -48,6 +48,7 @@ struct engine_child {
 	char *program;
 	char *config_path;
 	char serve[256];
+	long relogin_lower_ms, relogin_upper_ms; /* -1: not set (the engine's config rules) */
 	long interval_ms;
 	engine_child_change_cb change_cb;
 	void *change_arg;
@@ -416,6 +417,11 @@ static int ec_spawn(struct engine_child *ec)
 	ec_send(ec, "hello 1", on_hello_reply, ec);
 	snprintf(line, sizeof line, "serve %s", ec->serve);
 	ec_send(ec, line, on_serve_reply, ec);
+	if (ec->relogin_lower_ms >= 0) {
+		snprintf(line, sizeof line, "relogin %ld %ld", ec->relogin_lower_ms,
+			 ec->relogin_upper_ms);
+		ec_send(ec, line, NULL, NULL);
+	}
 	return 0;
 }
 
@@ -626,6 +632,17 @@ void engine_child_restart_now(struct engine_child *ec)
 	engine_child_start(ec);
 }
 
+void engine_child_set_relogin(struct engine_child *ec, long lower_ms, long upper_ms)
+{
+	ec->relogin_lower_ms = lower_ms;
+	ec->relogin_upper_ms = upper_ms;
+	if (ec->state == ENGINE_STARTING || ec->state == ENGINE_READY) {
+		char line[64];
+		snprintf(line, sizeof line, "relogin %ld %ld", lower_ms, upper_ms);
+		ec_send(ec, line, NULL, NULL);
+	}
+}
+
 int engine_child_set_serve(struct engine_child *ec, const char *serve)
 {
 	if (!*serve || strlen(serve) >= sizeof ec->serve || strpbrk(serve, " \t\r\n"))
@@ -651,6 +668,7 @@ struct engine_child *engine_child_new(struct event_base *base, const char *progr
 	ec->change_cb = cb;
 	ec->change_arg = arg;
 	ec->backoff_ms = BACKOFF_MIN_MS;
+	ec->relogin_lower_ms = ec->relogin_upper_ms = -1;
 	TAILQ_INIT(&ec->pending);
 	snprintf(ec->serve, sizeof ec->serve, "-");
 	snprintf(ec->health, sizeof ec->health, "-");

@@ -38,6 +38,8 @@ void engine_child_free(struct engine_child *ec);
 /* The argument of `serve` ("1", "1,2" or "-"): sent now when connected, and after every
  * (re)start. */
 int engine_child_set_serve(struct engine_child *ec, const char *serve);
+/* The re-login limits the engine advertises (`relogin`), sent now and at every start. */
+void engine_child_set_relogin(struct engine_child *ec, long lower_ms, long upper_ms);
 /* Start the engine (state IDLE or FAULT).  0, or -1 if fork/socketpair failed. */
 int engine_child_start(struct engine_child *ec);
 /* Recovery: start the engine now if it is waiting for a restart (backoff), stopped or in

@@ -6,6 +6,7 @@
  * data here. */
 #include "ha/login_profiles.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -301,4 +302,20 @@ size_t login_profile_row_count(void)
 	for (size_t i = 0; i < login_profile_ntables; i++)
 		n += login_profile_tables[i].nrows;
 	return n;
+}
+
+int login_profile_auto(double cpu_us_per_login, unsigned long users, unsigned lower_s,
+		       double *rate, unsigned *upper_s)
+{
+	if (!(cpu_us_per_login > 0) || cpu_us_per_login > 1e9)
+		return -1;
+	double k = LOGIN_AUTO_HEADROOM * 1e6 / cpu_us_per_login;
+	double span = ceil((double)users / k);
+	if (span < 1)
+		span = 1;
+	if ((double)lower_s + span > 86400)
+		return -1;
+	*rate = k;
+	*upper_s = lower_s + (unsigned)span;
+	return 0;
 }

@@ -64,4 +64,12 @@ int login_profile_check(char *err, size_t errlen);
 /* Rows in all tables (117). */
 size_t login_profile_row_count(void);
 
+/* The `auto` hardware profile (docs/login-profiles.md): from the engine's CPU time per
+ * login, the rate k = LOGIN_AUTO_HEADROOM * 1e6 / cpu_us logins per second (one engine is
+ * one thread: one core), and upper = lower + ceil(users / k) seconds, at least lower + 1.
+ * 0, or -1 when cpu_us is not a positive number or the result exceeds a day. */
+#define LOGIN_AUTO_HEADROOM 0.8
+int login_profile_auto(double cpu_us_per_login, unsigned long users, unsigned lower_s,
+		       double *rate, unsigned *upper_s);
+
 #endif

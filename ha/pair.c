@@ -11,7 +11,7 @@
 #include "ha/ha_state_file.h"
 #include "ha/prov.h"
 #include "ha/srm.h"
-#include "heartbeat/peer_link.h"
+#include "heartbeat/transport.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "replication/replication.h"
@@ -37,7 +37,7 @@ struct pair_timer {
 struct pair {
 	struct srm *srm;
 	struct ha_fsm fsm;
-	struct peer_link *link;
+	struct peer_transport *link;   /* [peer] transport: tcp or corosync */
 	struct repl *repl;             /* replication with the peer (docs/replication-protocol.md) */
 	struct pg_pool *repl_pool;     /* its connections, apart from health checks and commands */
 	struct catchup *catchup;
@@ -135,10 +135,10 @@ static void state_send(struct pair *p)
 	for (int h = 1; h <= 2; h++)
 		if (ws.info.serve & HA_HOME_BIT(h) && ws.sessions[h - 1] != UINT32_MAX)
 			hb.users_served += ws.sessions[h - 1];
-	peer_link_set_local_state(p->link, &hb);
+	peer_transport_set_local_state(p->link, &hb);
 	uint8_t buf[HA_WIRE_STATE_SIZE];
 	if (ha_wire_state_encode(&ws, buf, sizeof buf) > 0)
-		peer_link_send_app(p->link, HA_APP_STATE, buf, sizeof buf);
+		peer_transport_send_app(p->link, HA_APP_STATE, buf, sizeof buf);
 }
 
 /* ---- the engine's view of who serves what ---- */
@@ -228,7 +228,7 @@ static void throttle_set(struct pair *p, uint8_t added)
 	if (rate < PAIR_MIN_LOGIN_RATE)
 		rate = PAIR_MIN_LOGIN_RATE;
 	char line[64];
-	snprintf(line, sizeof line, "throttle %.1f", rate);
+	snprintf(line, sizeof line, "throttle %.1f %ld", rate, span);
 	log_info("ha: unplanned arrivals: logins limited to %.1f/s for %ld ms", rate, span);
 	engine_child_request(p->srm->engine, line, on_engine_ack, p);
 	struct timeval tv = tv_ms(span);
@@ -304,7 +304,7 @@ static void pair_exec(struct pair *p, const struct ha_actions *out)
 		case HA_ACT_SEND: {
 			uint8_t buf[HA_WIRE_MSG_SIZE];
 			if (ha_wire_msg_encode(&a->msg, buf, sizeof buf) < 0 ||
-			    peer_link_send_app(p->link, HA_APP_MSG, buf, sizeof buf) < 0)
+			    peer_transport_send_app(p->link, HA_APP_MSG, buf, sizeof buf) < 0)
 				log_info("ha: %s (tx %u) not sent: no connection to the peer; "
 					 "repeated when it is back",
 					 ha_msg_names[a->msg.type], a->msg.txid);
@@ -358,6 +358,8 @@ static void after_event(struct pair *p)
 	if (catchup_waiting(p->catchup) && !fsm_waits_catchup(&p->fsm))
 		catchup_cancel(p->catchup);
 	if (p->fsm.state != p->last_state || p->fsm.reason != p->last_reason) {
+		srm_transition(p->srm, ha_state_name(p->last_state), ha_reason_name(p->last_reason),
+			       ha_state_name(p->fsm.state), ha_reason_name(p->fsm.reason));
 		p->since = time(NULL);
 		p->last_state = p->fsm.state;
 		p->last_reason = p->fsm.reason;
@@ -483,7 +485,6 @@ static void on_peer_up(void *arg, const uint8_t boot_id[FRAME_BOOT_ID_SIZE],
 	log_info("ha: peer node %u is up", (unsigned)hello->node_id);
 	p->peer.link_up = 1;
 	p->peer.known = 0;
-	repl_peer_up(p->repl);
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
 	profile_sync_peer_up(p->srm->profile);
@@ -496,7 +497,6 @@ static void on_peer_down(void *arg, enum peer_down_reason reason, int goodbye_re
 		 peer_down_reason_name(reason));
 	p->peer.link_up = 0;
 	p->peer.known = 0;
-	repl_peer_down(p->repl);
 	switch (reason) {
 	case PEER_DOWN_GOODBYE:
 		log_info("ha: the peer said goodbye (%s): Peer Reboot",
@@ -518,12 +518,25 @@ static void on_peer_down(void *arg, enum peer_down_reason reason, int goodbye_re
 static void on_peer_reconnect(void *arg)
 {
 	struct pair *p = arg;
-	/* Frames in flight may be lost: the state machine repeats its step on peer-up, and
-	 * replication restarts from its durable positions with a new HELLO. */
-	repl_peer_up(p->repl);
+	/* Frames in flight may be lost: the state machine repeats its step on peer-up
+	 * (replication restarted from its durable positions in on_data_up). */
 	feed_simple(p, HA_EV_PEER_UP);
 	state_send(p);
 	profile_sync_peer_up(p->srm->profile);
+}
+
+/* Replication's path to the peer (with tcp, the same connection; with corosync, its own TLS
+ * connection): it restarts from its durable positions with a new HELLO. */
+static void on_data_up(void *arg)
+{
+	struct pair *p = arg;
+	repl_peer_up(p->repl);
+}
+
+static void on_data_down(void *arg)
+{
+	struct pair *p = arg;
+	repl_peer_down(p->repl);
 }
 
 static void on_peer_heartbeat(void *arg, const struct hb_state *st)
@@ -681,20 +694,20 @@ void pair_goodbye(struct pair *p, void (*done)(void *arg), void *arg)
 	p->goodbye_arg = arg;
 	evtimer_del(p->ev_state);
 	evtimer_del(p->ev_stats);
-	peer_link_goodbye(p->link, GOODBYE_SHUTDOWN);
+	peer_transport_goodbye(p->link, GOODBYE_SHUTDOWN);
 }
 
 /* ---- accessors ---- */
 
 int pair_send_app(struct pair *p, uint16_t subtype, const void *payload, size_t len)
 {
-	return peer_link_send_app(p->link, subtype, payload, len);
+	return peer_transport_send_app(p->link, subtype, payload, len);
 }
 
 static int repl_send(void *arg, uint16_t subtype, const void *payload, size_t len)
 {
 	struct pair *p = arg;
-	return p->link ? peer_link_send_app(p->link, subtype, payload, len) : -1;
+	return p->link ? peer_transport_send_app(p->link, subtype, payload, len) : -1;
 }
 
 int pair_peer_reachable(const struct pair *p) { return p->peer.link_up; }
@@ -709,16 +722,25 @@ const struct ha_fsm *pair_fsm(const struct pair *p) { return &p->fsm; }
 void pair_relogin_changed(struct pair *p)
 {
 	p->fsm.cfg.relogin_window_ms = p->srm->cfg.ha_relogin_upper_ms;
+	/* what the engine advertises to clients (disco form urn:duet:relogin:0) */
+	if (p->srm->engine)
+		engine_child_set_relogin(p->srm->engine, p->srm->cfg.ha_relogin_lower_ms,
+					 p->srm->cfg.ha_relogin_upper_ms);
 }
 time_t pair_since(const struct pair *p) { return p->since; }
 unsigned pair_alarms(const struct pair *p) { return p->alarms; }
 const char *pair_peer_client_address(const struct pair *p) { return p->peer_client; }
 
+void pair_link_stats(const struct pair *p, struct peer_link_stats *out)
+{
+	peer_transport_stats_get(p->link, out);
+}
+
 void pair_peer_view(const struct pair *p, struct pair_peer_view *out)
 {
 	*out = p->peer;
 	struct peer_link_stats s;
-	peer_link_stats_get(p->link, &s);
+	peer_transport_stats_get(p->link, &s);
 	out->rtt_us = s.rtt_srtt_us;
 }
 
@@ -814,17 +836,17 @@ struct pair *pair_new(struct srm *srm, char *err, size_t errlen)
 	if (!p->catchup)
 		goto oom;
 
-	struct peer_link_config lc;
-	peer_link_config_from(&lc, cfg);
-	static const struct peer_link_callbacks cbs = {
+	static const struct peer_transport_callbacks cbs = {
 		.on_up = on_peer_up,
 		.on_down = on_peer_down,
 		.on_heartbeat = on_peer_heartbeat,
 		.on_app = on_peer_app,
 		.on_reconnect = on_peer_reconnect,
+		.on_data_up = on_data_up,
+		.on_data_down = on_data_down,
 		.on_closed = on_peer_closed,
 	};
-	p->link = peer_link_new(srm->base, &lc, &cbs, p);
+	p->link = peer_transport_new(srm->base, cfg, &cbs, p);
 	if (!p->link) {
 		snprintf(err, errlen, "cannot set up the peer link (see the log)");
 		pair_free(p);
@@ -840,9 +862,9 @@ oom:
 void pair_start(struct pair *p)
 {
 	const struct duet_config *cfg = &p->srm->cfg;
-	log_info("ha: node %d of a pair, peer at %s (clients: %s), Critical Service Down Delay "
-		 "%ld ms, automatic fallback %s",
-		 p->fsm.cfg.node_id, cfg->peer_address, p->peer_client,
+	log_info("ha: node %d of a pair, peer at %s over %s (clients: %s), Critical Service "
+		 "Down Delay %ld ms, automatic fallback %s",
+		 p->fsm.cfg.node_id, cfg->peer_address, peer_transport_name(p->link), p->peer_client,
 		 cfg->critical_service_down_delay_ms, cfg->ha_automatic_fallback ? "on" : "off");
 	struct ha_actions out;
 	p->busy = 1;
@@ -870,7 +892,7 @@ void pair_free(struct pair *p)
 	repl_free(p->repl);
 	p->repl = NULL;
 	if (p->link)
-		peer_link_free(p->link);
+		peer_transport_free(p->link);
 	pg_pool_free(p->repl_pool);
 	for (int t = 0; t < HA_TM_COUNT; t++)
 		if (p->timers[t].ev)

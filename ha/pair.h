@@ -17,6 +17,7 @@ struct pair;
 struct repl;
 struct pg_pool;
 struct catchup_status;
+struct peer_link_stats;
 
 /* What we know of the peer for `srmctl status`. */
 struct pair_peer_view {
@@ -57,6 +58,8 @@ void pair_relogin_changed(struct pair *p);
 time_t pair_since(const struct pair *p);
 void pair_local_wire(const struct pair *p, struct ha_wire_state *out);
 void pair_peer_view(const struct pair *p, struct pair_peer_view *out);
+/* The peer link's counters: heartbeat round trips, frames, ups and downs (/metrics). */
+void pair_link_stats(const struct pair *p, struct peer_link_stats *out);
 /* Alarms currently raised, as a mask of 1 << enum ha_alarm. */
 unsigned pair_alarms(const struct pair *p);
 /* Replication with the peer (never NULL on a pair), its database pool, and the catch-up

@@ -4,9 +4,13 @@
 #include "ha/db_health.h"
 #include "ha/outbox_trim.h"
 #include "ha/engine_child.h"
+#include "ha/http_admin.h"
+#include "ha/notify.h"
 #include "ha/pair.h"
 #include "ha/prov.h"
+#include "ha/sd_notify.h"
 #include "ha/ctl_profile.h"
+#include "ha/ctl_bulk.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/schema.h"
@@ -85,7 +89,37 @@ void srm_status_refresh(struct srm *srm)
 		.engine_fault = st == ENGINE_FAULT,
 		.database_up = db_health_up(srm->db) && strcmp(health, "db-down") != 0,
 	};
-	node_status_update(&srm->status, &in, time(NULL));
+	const char *from = srm->status.state, *from_reason = srm->status.reason;
+	if (node_status_update(&srm->status, &in, time(NULL)))
+		srm_transition(srm, from, from_reason, srm->status.state, srm->status.reason);
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void srm_transition(struct srm *srm, const char *from, const char *from_reason,
+		    const char *to, const char *reason)
+{
+	if (srm->notify)
+		notify_transition(srm->notify, from, from_reason, to, reason);
+	history_add(&srm->history, wall_ms(), from, from_reason, to, reason);
+	sd_notify_status(srm->cfg.node_id, to, reason);
+}
+
+/* The first history entry: the start, in the state the node starts in. */
+static void history_start(struct srm *srm)
+{
+	const char *state = srm->status.state, *reason = srm->status.reason;
+	if (srm->pair) {
+		state = ha_state_name(pair_fsm(srm->pair)->state);
+		reason = ha_reason_name(pair_fsm(srm->pair)->reason);
+	}
+	history_add(&srm->history, wall_ms(), "", "", state, reason);
+	sd_notify_status(srm->cfg.node_id, state, reason);
 }
 
 static void on_engine_change(void *arg)
@@ -112,6 +146,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
 	struct srm *srm = arg;
 	engine_child_reap(srm->engine);
+	notify_reap(srm->notify);
 }
 
 static void on_engine_stopped(void *arg)
@@ -139,6 +174,7 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	srm->stopping = 1;
+	sd_notify_send("STOPPING=1");
 	if (!srm->pair) {
 		log_info("srmd: signal %d: stopping the engine", (int)sig);
 		engine_child_stop(srm->engine, on_engine_stopped, srm);
@@ -178,6 +214,7 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	srm->base = base;
 	srm->started = time(NULL);
 	node_status_init(&srm->status, srm->started);
+	history_init(&srm->history);
 	/* The engine's cwd is ours, but an absolute path survives a later chdir in either. */
 	if (!realpath(config_path, srm->config_path)) {
 		snprintf(err, errlen, "%s: %s", config_path, strerror(errno));
@@ -208,6 +245,16 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	ctl_server_add_commands(srm->ctl, ctl_status_commands);
 	ctl_server_add_commands(srm->ctl, ctl_ha_commands);
 	ctl_server_add_commands(srm->ctl, ctl_profile_commands);
+	ctl_server_add_commands(srm->ctl, ctl_history_commands);
+	ctl_server_add_commands(srm->ctl, ctl_bulk_commands);
+	srm->notify = notify_new(base, srm->cfg.ha_notify, srm->cfg.ha_notify_timeout_ms,
+				 srm->cfg.node_id);
+	if (!srm->notify) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (http_admin_start(srm, err, errlen) < 0)
+		return -1;
 
 	srm->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, srm);
 	srm->ev_sigterm = evsignal_new(base, SIGTERM, on_sigterm, srm);
@@ -226,7 +273,8 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 		return -1;
 	}
 	srm->db = db_health_new(base, srm->pool, interval, on_db_change, srm);
-	if (!srm->db) {
+	srm->bulk_check = bulk_check_new(srm);
+	if (!srm->db || !srm->bulk_check) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -243,6 +291,7 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 		srm->pair = pair_new(srm, err, errlen);
 		if (!srm->pair)
 			return -1;
+		history_start(srm);
 		pair_start(srm->pair);
 		return 0;
 	}
@@ -254,6 +303,7 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 	char serve[32];
 	snprintf(serve, sizeof serve, "%ld", srm->cfg.node_id);
 	engine_child_set_serve(srm->engine, serve);
+	history_start(srm);
 	engine_child_start(srm->engine);
 	srm_status_refresh(srm);
 	return 0;
@@ -261,9 +311,14 @@ int srm_start(struct srm *srm, struct event_base *base, const char *config_path,
 
 void srm_free(struct srm *srm)
 {
-	/* Commands first: they hold requests on the engine and the pool. */
+	/* Commands first: they hold requests on the engine and the pool; the HTTP admin's run
+	 * through the control server. */
+	http_admin_free(srm->http);
+	srm->http = NULL;
 	ctl_server_free(srm->ctl);
 	srm->ctl = NULL;
+	bulk_check_free(srm->bulk_check); /* after the commands that wait on it */
+	srm->bulk_check = NULL;
 	prov_free(srm->prov);
 	srm->prov = NULL;
 	profile_sync_free(srm->profile);
@@ -278,6 +333,8 @@ void srm_free(struct srm *srm)
 	srm->engine = NULL;
 	pg_pool_free(srm->pool);
 	srm->pool = NULL;
+	notify_free(srm->notify);
+	srm->notify = NULL;
 	if (srm->ev_sigchld)
 		event_free(srm->ev_sigchld);
 	if (srm->ev_sigterm)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ha/ctl_server.h"
+#include "ha/history.h"
 #include "ha/node_status.h"
 #include "lib/config.h"
 
@@ -19,6 +20,8 @@ struct db_health;
 struct pair;
 struct prov;
 struct profile_sync;
+struct notify;
+struct http_admin;
 
 struct srm {
 	struct event_base *base;
@@ -34,6 +37,10 @@ struct srm {
 	struct prov *prov;         /* provisioning forwarded to the peer (pair only) */
 	struct profile_sync *profile; /* re-login limits agreed with the peer (pair only) */
 	struct outbox_trim *trim;  /* single node: nobody acknowledges the outbox */
+	struct bulk_check *bulk_check; /* periodic duplicate / invalid user ID check */
+	struct notify *notify;     /* transition log lines and [ha] notify scripts */
+	struct http_admin *http;   /* [http]: JSON API, status page, /metrics; NULL when off */
+	struct history history;    /* recent transitions (srmctl history) */
 	int stop_pending;          /* pair: parts still stopping (engine, goodbye) */
 	struct event *ev_sigchld, *ev_sigterm, *ev_sigint;
 	time_t started;
@@ -52,10 +59,15 @@ void srm_free(struct srm *srm);
 int srm_is_pair(const struct duet_config *cfg);
 /* Recompute node_status from the engine and database supervisors. */
 void srm_status_refresh(struct srm *srm);
+/* The node's state or reason changed (pair.c, or the single node's status): the structured
+ * log line and the notify script (ha/notify.h). */
+void srm_transition(struct srm *srm, const char *from, const char *from_reason,
+		    const char *to, const char *reason);
 
 /* Command tables (ctl_users.c, ctl_status.c). */
 extern const struct ctl_command ctl_user_commands[];
 extern const struct ctl_command ctl_status_commands[];
 extern const struct ctl_command ctl_ha_commands[];
+extern const struct ctl_command ctl_history_commands[];
 
 #endif

@@ -1123,6 +1123,8 @@ const char *peer_down_reason_name(enum peer_down_reason reason)
 		return "protocol-error";
 	case PEER_DOWN_RESTARTED:
 		return "restarted";
+	case PEER_DOWN_MEMBERSHIP:
+		return "membership";
 	}
 	return "?";
 }

@@ -43,6 +43,8 @@ enum peer_down_reason {
 	PEER_DOWN_PROTOCOL,      /* it sent something invalid on the established connection */
 	PEER_DOWN_RESTARTED,     /* it came back with a new boot id without a goodbye
 				    (crashed and restarted faster than the dead timeout) */
+	PEER_DOWN_MEMBERSHIP,    /* corosync transport: the peer left the CPG group without a
+				    goodbye, or we lost our own connection to corosync */
 };
 
 struct peer_link_callbacks {

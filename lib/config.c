@@ -43,6 +43,8 @@ static const struct ini_directive config_table[] = {
 	{"srm", "engine_health_interval", INI_MS, F(engine_health_interval_ms), 50, BIG, ""},
 	{"srm", "outbox_trim_interval", INI_MS, F(outbox_trim_interval_ms), 100, BIG,
 	 "single node: empty the replication outbox this often"},
+	{"srm", "user_check_interval", INI_MS, F(user_check_interval_ms), 1000, 86400000,
+	 "User Check Interval"},
 	{"srm", "critical_service_down_delay", INI_MS, F(critical_service_down_delay_ms), 0, BIG,
 	 "Critical Service Down Delay"},
 	{"peer", "peer_address", INI_STR, F(peer_address), 0, 0, "peer's host:port"},
@@ -59,6 +61,10 @@ static const struct ini_directive config_table[] = {
 	 "silence before Peer Down"},
 	{"peer", "client_address", INI_STR, F(peer_client_address), 0, 0,
 	 "peer's XMPP host:port for see-other-host"},
+	{"peer", "transport", INI_STR, F(peer_transport), 0, 0, "tcp or corosync"},
+	{"peer", "cpg_group", INI_STR, F(peer_cpg_group), 0, 0, "corosync: CPG group name"},
+	{"peer", "hang_timeout", INI_MS, F(peer_hang_timeout_ms), 20, 7200000,
+	 "corosync: silence of a member peer before Peer Down"},
 	{"ha", "automatic_fallback", INI_BOOL, F(ha_automatic_fallback), 0, 1,
 	 "Enable Automatic Fallback"},
 	{"ha", "automatic_fallback_delay", INI_MS, F(ha_automatic_fallback_delay_ms), 0, BIG,
@@ -75,12 +81,19 @@ static const struct ini_directive config_table[] = {
 	 "Initializing: wait to see the peer"},
 	{"ha", "catchup_timeout", INI_MS, F(ha_catchup_timeout_ms), 100, BIG,
 	 "wait for replication to catch up"},
+	{"ha", "notify", INI_STR, F(ha_notify), 0, 0, "script run on every state transition"},
+	{"ha", "notify_timeout", INI_MS, F(ha_notify_timeout_ms), 100, 3600000,
+	 "a notify script running longer is killed"},
 	{"route", "listen", INI_STR, F(route_listen), 0, 0, "host:port for the peer engine"},
 	{"route", "peer_address", INI_STR, F(route_peer_address), 0, 0, "peer engine host:port"},
 	{"route", "dead_timeout", INI_MS, F(route_dead_timeout_ms), 100, 3600000,
 	 "silence before the route link is closed"},
 	{"route", "standalone_serve", INI_STR, F(route_standalone_serve), 0, 0,
 	 "home nodes served without srmd"},
+	{"http", "listen", INI_STR, F(http_listen), 0, 0, "HTTP admin host:port; empty = off"},
+	{"http", "token_file", INI_STR, F(http_token_file), 0, 0, "bearer token for writes"},
+	{"http", "tls_cert", INI_STR, F(http_tls_cert), 0, 0, "HTTPS certificate (PEM)"},
+	{"http", "tls_key", INI_STR, F(http_tls_key), 0, 0, "HTTPS private key (PEM)"},
 	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -114,19 +127,27 @@ void config_defaults(struct duet_config *cfg)
 	cfg->scram_iterations = 4096;
 	cfg->engine_health_interval_ms = 500;
 	cfg->outbox_trim_interval_ms = 60000;
+	cfg->user_check_interval_ms = 30 * 60000; /* the manual's default, 30 min */
 	cfg->critical_service_down_delay_ms = 90000; /* the manual's default */
 	cfg->peer_heartbeat_interval_ms = 100;
 	cfg->peer_connect_timeout_ms = 2000;
 	cfg->peer_dead_timeout_ms = 1000;
+	snprintf(cfg->peer_transport, sizeof cfg->peer_transport, "tcp");
+	snprintf(cfg->peer_cpg_group, sizeof cfg->peer_cpg_group, "duet");
+	cfg->peer_hang_timeout_ms = 10000;
 	cfg->ha_automatic_fallback = 0;
 	cfg->ha_automatic_fallback_delay_ms = 30 * 60000;
-	cfg->ha_relogin_lower_ms = 90000;  /* = Critical Service Down Delay (inventory A.1.4) */
-	cfg->ha_relogin_upper_ms = 120000;
+	/* Not the manual's 90 s / 120 s: the peer takes over in about a second and a node
+	 * admits 15,000 logins in 10 s (docs/login-profiles.md, docs/benchmarks.md). */
+	cfg->ha_relogin_lower_ms = 0;
+	cfg->ha_relogin_upper_ms = 10000;
 	snprintf(cfg->ha_user_assignment_mode, sizeof cfg->ha_user_assignment_mode, "balanced");
 	cfg->ha_step_timeout_ms = 30000;
 	cfg->ha_init_timeout_ms = 10000;
 	cfg->ha_catchup_timeout_ms = 60000;
 	cfg->route_dead_timeout_ms = 3000;
+	cfg->ha_notify_timeout_ms = 10000;
+	snprintf(cfg->http_listen, sizeof cfg->http_listen, "%s", CFG_HTTP_LISTEN_DEFAULT);
 }
 
 int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen)
@@ -142,11 +163,28 @@ int config_load(struct duet_config *cfg, const char *path, char *err, size_t err
 			 "heartbeat_interval", path);
 		return -1;
 	}
+	if (strcmp(cfg->peer_transport, "tcp") != 0 && strcmp(cfg->peer_transport, "corosync") != 0) {
+		snprintf(err, errlen, "%s: [peer] transport must be tcp or corosync", path);
+		return -1;
+	}
+	if (!cfg->peer_cpg_group[0]) {
+		snprintf(err, errlen, "%s: [peer] cpg_group must not be empty", path);
+		return -1;
+	}
+	if (cfg->peer_hang_timeout_ms < 2 * cfg->peer_heartbeat_interval_ms) {
+		snprintf(err, errlen, "%s: [peer] hang_timeout must be at least twice "
+			 "heartbeat_interval", path);
+		return -1;
+	}
 	if (strcmp(cfg->ha_user_assignment_mode, "balanced") != 0 &&
 	    strcmp(cfg->ha_user_assignment_mode, "active-standby") != 0 &&
 	    strcmp(cfg->ha_user_assignment_mode, "none") != 0) {
 		snprintf(err, errlen, "%s: [ha] user_assignment_mode must be balanced, "
 			 "active-standby or none", path);
+		return -1;
+	}
+	if (!cfg->http_tls_cert[0] != !cfg->http_tls_key[0]) {
+		snprintf(err, errlen, "%s: [http] tls_cert and tls_key go together", path);
 		return -1;
 	}
 	if (cfg->ha_relogin_upper_ms < cfg->ha_relogin_lower_ms) {

@@ -50,6 +50,7 @@ struct duet_config {
 	long engine_health_interval_ms;
 	long critical_service_down_delay_ms; /* Critical Service Down Delay */
 	long outbox_trim_interval_ms; /* single node: how often the replication outbox is emptied */
+	long user_check_interval_ms;  /* User Check Interval: duplicate / invalid user IDs */
 
 	/* [peer] — srmd's tcp peer link (heartbeat/peer_link.h, docs/peer-protocol.md) */
 	char peer_address[CFG_NAME];   /* host:port of the peer's listener; empty = no peer */
@@ -63,6 +64,9 @@ struct duet_config {
 	long peer_dead_timeout_ms;
 	char peer_client_address[CFG_NAME]; /* host:port of the peer's XMPP port (see-other-host);
 					     * empty = the peer's [node] name + our XMPP port */
+	char peer_transport[16];       /* "tcp" (default) or "corosync" (heartbeat/transport.h) */
+	char peer_cpg_group[128];      /* corosync: the CPG group both srmds join */
+	long peer_hang_timeout_ms;     /* corosync: silence of a peer corosync still lists */
 
 	/* [ha] — the pair's state machine (ha/ha_fsm.h, docs/state-machine.md) */
 	int ha_automatic_fallback;           /* Enable Automatic Fallback */
@@ -73,6 +77,8 @@ struct duet_config {
 	long ha_step_timeout_ms;             /* a coordinated step's timeout */
 	long ha_init_timeout_ms;             /* Initializing waits this long to see the peer */
 	long ha_catchup_timeout_ms;          /* wait for replication (start-up, take-back) */
+	char ha_notify[CFG_PATH];            /* script run on every state transition; empty = none */
+	long ha_notify_timeout_ms;           /* a notify script still running then is killed */
 
 	/* [route] — presenced's route link to the peer engine (docs/route-protocol.md); TLS
 	 * files and the peer's certificate name come from [peer] */
@@ -80,7 +86,16 @@ struct duet_config {
 	char route_peer_address[CFG_NAME]; /* host:port of the peer engine's listener */
 	long route_dead_timeout_ms;        /* silence after which the route link is closed */
 	char route_standalone_serve[CFG_NAME]; /* without srmd: home nodes served ("1,2") */
+
+	/* [http] — srmd's HTTP admin: JSON API, status page, /metrics (docs/http-admin.md) */
+	char http_listen[CFG_NAME];   /* host:port; empty = off */
+	char http_token_file[CFG_PATH]; /* bearer token for writes; empty = no writes */
+	char http_tls_cert[CFG_PATH]; /* both set: HTTPS only */
+	char http_tls_key[CFG_PATH];
 };
+
+/* [http] listen when the file does not say: loopback only. */
+#define CFG_HTTP_LISTEN_DEFAULT "127.0.0.1:5290"
 
 /* Fill cfg with defaults, then read path.  0 on success, -1 with err set. */
 int config_load(struct duet_config *cfg, const char *path, char *err, size_t errlen);

@@ -1,5 +1,9 @@
 /* Logging in the OpenBSD style: one line per event on stderr, which journald and the
- * test harness both read.  fatal*() exit; *_warn() append strerror(errno). */
+ * test harness both read.  fatal*() exit; *_warn() append strerror(errno).
+ * Plain: "12:53:15.123 srmd info: message" (UTC).  When stderr is journald's stream
+ * ($JOURNAL_STREAM names it, as systemd sets it for a service) or DUET_LOG_FORMAT=journal:
+ * "<6>srmd info: message", the sd-daemon(3) priority prefix and no timestamp (journald
+ * keeps its own), newlines inside a message folded.  DUET_LOG_FORMAT=plain forces plain. */
 #ifndef DUET_LOG_H
 #define DUET_LOG_H
 

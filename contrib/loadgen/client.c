@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 
+#include "contrib/loadgen/failover.h"
 #include "contrib/loadgen/loadgen.h"
 #include "contrib/loadgen/sasl.h"
 #include "contrib/loadgen/xmlin.h"
@@ -44,6 +45,8 @@ struct client {
 	int in_list;
 	int was_online;
 	int corked; /* inside a read batch: replies go out together at its end */
+	char redirect[96]; /* failover: the see-other-host target of the stream error */
+	long retry_after;  /* failover: retry-after seconds of the stream error, -1 none */
 };
 
 static const char NS_SASL[] = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -59,6 +62,8 @@ uint64_t lg_now_ns(void)
 }
 
 int client_is_online(const struct client *c) { return c->state == C_ONLINE; }
+const char *client_redirect(const struct client *c) { return c->redirect; }
+long client_retry_after(const struct client *c) { return c->retry_after; }
 void client_set_partner(struct client *c, int partner_user) { c->partner = partner_user; }
 
 static void list_remove(struct client *c)
@@ -220,6 +225,8 @@ static void login_complete(struct client *c)
 		c->sasl = NULL;
 	}
 	run_login_done(c->lg, c, now - c->sched);
+	if (c->lg->cfg.mode == LG_FAILOVER)
+		fo_on_login(c->lg, c, c->user);
 }
 
 void client_send_message(struct client *c)
@@ -232,6 +239,26 @@ void client_send_message(struct client *c)
 			 lg->cfg.prefix, c->partner, lg->cfg.domain,
 			 (unsigned long long)lg_now_ns()) == 0)
 		lg->msgs_sent++;
+}
+
+int client_send_chat(struct client *c, int to_user, uint32_t seq)
+{
+	struct lg *lg = c->lg;
+	if (c->state != C_ONLINE)
+		return -1;
+	return client_sendf(c,
+			    "<message to='%s%d@%s' type='chat' id='f%u'><body>%u %llu</body>"
+			    "</message><iq type='get' id='p%u' to='%s'><ping xmlns='urn:xmpp:ping'/>"
+			    "</iq>",
+			    lg->cfg.prefix, to_user, lg->cfg.domain, seq, seq,
+			    (unsigned long long)lg_now_ns(), seq, lg->cfg.domain);
+}
+
+void client_send_disco(struct client *c)
+{
+	client_sendf(c, "<iq type='get' id='d' to='%s'><query "
+			"xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+		     c->lg->cfg.domain);
 }
 
 static void on_message(struct client *c, const struct xin_stanza *st)
@@ -299,8 +326,22 @@ static int on_stanza(struct client *c, const struct xin_stanza *st)
 	const char *why;
 
 	if (strcmp(st->name, "error") == 0) {
+		if (strcmp(st->cond, "see-other-host") == 0)
+			snprintf(c->redirect, sizeof c->redirect, "%.*s", (int)st->text_len, st->text);
+		c->retry_after = st->retry_after;
 		fail_cond(c, "stream-error", st);
 		return 1;
+	}
+	if (c->lg->cfg.mode == LG_FAILOVER && (c->state == C_ROSTER || c->state == C_ONLINE)) {
+		/* offline messages may come before the roster answer */
+		if (strcmp(st->name, "message") == 0) {
+			fo_on_message(c->lg, c->user, st);
+			return 0;
+		}
+		if (c->state == C_ONLINE && strcmp(st->name, "iq") == 0) {
+			fo_on_iq(c->lg, c->user, st);
+			return 0;
+		}
 	}
 	switch (c->state) {
 	case C_FEAT1:
@@ -591,6 +632,12 @@ out:
 
 struct client *client_start(struct lg *lg, int user, uint64_t sched_ns)
 {
+	return client_start_at(lg, user, sched_ns, (struct sockaddr *)&lg->addr, lg->addrlen);
+}
+
+struct client *client_start_at(struct lg *lg, int user, uint64_t sched_ns,
+			       const struct sockaddr *sa, socklen_t salen)
+{
 	struct client *c = calloc(1, sizeof *c);
 	if (!c) {
 		failures_add(&lg->fail, "out-of-memory");
@@ -599,7 +646,8 @@ struct client *client_start(struct lg *lg, int user, uint64_t sched_ns)
 	c->lg = lg;
 	c->user = user;
 	c->sched = sched_ns;
-	c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->retry_after = -1;
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		failures_add(&lg->fail, errno == EMFILE ? "socket-emfile" : "socket");
 		free(c);
@@ -631,8 +679,7 @@ struct client *client_start(struct lg *lg, int user, uint64_t sched_ns)
 		return NULL;
 	}
 	c->state = C_CONNECT;
-	if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0 &&
-	    errno != EINPROGRESS) {
+	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
 		client_fail(c, errno == EADDRNOTAVAIL ? "connect-no-port" : "connect");
 		client_free(c);
 		return NULL;
@@ -660,6 +707,8 @@ static void client_free(struct client *c)
 	free(c->sasl);
 	free(c->out);
 	lg->open_conns--;
+	if (lg->cfg.mode == LG_FAILOVER)
+		fo_on_gone(lg, c, c->user, was_online);
 	run_client_gone(lg, c, c->user, was_online);
 	free(c);
 }

@@ -16,7 +16,7 @@
 /* The per-process open-file limit here is 20,000; keep room for everything else. */
 #define LG_MAX_CONNECTIONS 15000
 
-enum lg_mode { LG_LOGIN, LG_MESSAGES, LG_IDLE };
+enum lg_mode { LG_LOGIN, LG_MESSAGES, LG_IDLE, LG_FAILOVER };
 enum lg_mech { LG_MECH_AUTO, LG_MECH_SHA1, LG_MECH_SHA256 };
 
 struct lg_config {
@@ -37,6 +37,15 @@ struct lg_config {
 	int json;
 	enum lg_mech mech;
 	int quiet;
+	/* failover mode (failover.h) */
+	int first_user;       /* users first_user .. first_user + users - 1 */
+	const char *alt_host; /* the other node (NULL: none) */
+	int alt_port;
+	double msg_interval;  /* seconds between one client's messages */
+	double timeline_ms;   /* timeline bucket */
+	double after_mark;    /* run at most this long after the fault mark */
+	double settle;        /* end this long after every client is back */
+	double backoff_min, backoff_max;
 };
 
 struct client;
@@ -47,6 +56,8 @@ struct lg {
 	SSL_CTX *tls;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	struct sockaddr_storage alt_addr; /* failover: --alt-host/--alt-port */
+	socklen_t alt_addrlen;
 
 	struct client **clients; /* messages/idle: one per connection, index = user - 1 */
 	int nclients;
@@ -79,6 +90,13 @@ uint64_t lg_now_ns(void);
 
 /* client.c */
 struct client *client_start(struct lg *lg, int user, uint64_t sched_ns);
+struct client *client_start_at(struct lg *lg, int user, uint64_t sched_ns,
+			       const struct sockaddr *sa, socklen_t salen);
+/* failover mode: one chat message with its seq, then a ping whose answer confirms it */
+int client_send_chat(struct client *c, int to_user, uint32_t seq);
+void client_send_disco(struct client *c); /* disco#info of the server, id 'd' */
+const char *client_redirect(const struct client *c); /* see-other-host target, or "" */
+long client_retry_after(const struct client *c);     /* retry-after seconds, or -1 */
 /* Send one timestamped message to the partner (message mode). */
 void client_send_message(struct client *c);
 /* Close a connection that is online (end of a run); the client is freed. */

@@ -1,12 +1,14 @@
 /* The figures of a run, as text or one JSON object. */
 #include <stdio.h>
 
+#include "contrib/loadgen/failover.h"
 #include "contrib/loadgen/loadgen.h"
 #include "contrib/loadgen/sasl.h"
 
 static const char *mode_name(enum lg_mode m)
 {
-	return m == LG_LOGIN ? "login" : m == LG_MESSAGES ? "messages" : "idle";
+	return m == LG_LOGIN ? "login" : m == LG_MESSAGES ? "messages" : m == LG_IDLE ? "idle"
+										: "failover";
 }
 
 static double ms(uint64_t us) { return (double)us / 1000.0; }
@@ -44,11 +46,16 @@ void report_print(const struct lg *lg, double elapsed_s)
 		printf(",\"messages\":{\"sent\":%llu,\"received\":%llu,\"in_window\":%llu,"
 		       "\"per_s\":%.1f,\"latency_ms\":{\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f}},"
 		       "\"idle\":{\"online\":%d,\"all_up_s\":%.2f,\"dropped\":%llu},"
-		       "\"pbkdf2_runs\":%lu}\n",
+		       "\"pbkdf2_runs\":%lu",
 		       (unsigned long long)lg->msgs_sent, (unsigned long long)lg->msgs_recv,
 		       (unsigned long long)lg->msgs_in_window, msg_rate, ms(hist_quantile(m, .5)),
 		       ms(hist_quantile(m, .99)), ms(m->max_us), lg->online, all_up,
 		       (unsigned long long)lg->dropped, sasl_cache_misses());
+		if (lg->cfg.mode == LG_FAILOVER) {
+			printf(",");
+			fo_report(lg, stdout, 1);
+		}
+		printf("}\n");
 		fflush(stdout);
 		return;
 	}
@@ -68,6 +75,8 @@ void report_print(const struct lg *lg, double elapsed_s)
 		printf("idle: %d online at the end, all up after %.1f s, %llu dropped\n", lg->online,
 		       all_up, (unsigned long long)lg->dropped);
 	printf("PBKDF2 runs in this client: %lu\n", sasl_cache_misses());
+	if (lg->cfg.mode == LG_FAILOVER)
+		fo_report(lg, stdout, 0);
 	failures_print_text(&lg->fail, stdout);
 	fflush(stdout);
 }

@@ -10,10 +10,12 @@
 #include <openssl/err.h>
 
 #include "contrib/loadgen/creds.h"
+#include "contrib/loadgen/fastcert.h"
+#include "contrib/loadgen/failover.h"
 #include "contrib/loadgen/loadgen.h"
 
 static struct lg G;
-static struct event *arrive_ev, *tick_ev, *hard_ev, *sig_term, *sig_int;
+static struct event *arrive_ev, *tick_ev, *hard_ev, *sig_term, *sig_int, *sig_mark;
 static int total_conns; /* messages/idle: connections to open */
 static uint64_t login_phase_end; /* messages/idle: give up waiting for logins */
 static uint64_t last_progress;
@@ -35,11 +37,20 @@ static void usage(FILE *f)
 		"  --duration S         seconds of arrivals / message exchange / holding (10)\n"
 		"  --grace S            extra seconds before the hard stop (15)\n"
 		"  --login-timeout S    a login slower than this fails (30)\n"
-		"  --mode login|messages|idle\n"
+		"  --mode login|messages|idle|failover\n"
 		"  --pairs P            message mode: users 2i-1 and 2i exchange messages (100)\n"
 		"  --inflight K         message mode: messages in flight per pair (4)\n"
 		"  --mech auto|sha1|sha256   SCRAM variant (auto: SHA-256 when offered)\n"
 		"  --json               one JSON object on stdout\n"
+		"failover mode (clients that follow the pair; SIGUSR1 marks the fault):\n"
+		"  --first-user K       users PREFIXK..PREFIX(K+N-1) (1)\n"
+		"  --alt-host H --alt-port P   the other node, tried when this one fails\n"
+		"  --msg-interval S     seconds between one client's messages (5)\n"
+		"  --timeline-ms MS     timeline bucket (1000)\n"
+		"  --after-mark S       run at most this long after the fault (60)\n"
+		"  --settle S           end this long after every client is back (2)\n"
+		"  --backoff-min S --backoff-max S   reconnect backoff (0.25, 4)\n"
+		"  (--duration: without a mark, chat this long after all are up)\n"
 		"  --quiet              no progress lines on stderr\n"
 		"Refuses more than %d connections.\n",
 		LG_MAX_CONNECTIONS, LG_MAX_CONNECTIONS);
@@ -89,6 +100,11 @@ void run_client_gone(struct lg *lg, struct client *c, int user, int was_online)
 static void start_one(uint64_t sched)
 {
 	int user;
+	if (G.cfg.mode == LG_FAILOVER) {
+		fo_start(&G, G.cfg.first_user + (int)G.launched, sched);
+		G.launched++;
+		return;
+	}
 	if (G.cfg.mode == LG_LOGIN)
 		user = (int)(G.launched % (uint64_t)G.cfg.users) + 1;
 	else
@@ -177,8 +193,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			run_finish();
 		}
 		break;
+	case LG_FAILOVER:
 	case LG_IDLE:
-		if (!G.all_up_reported && G.launched == (uint64_t)total_conns && G.in_login == 0) {
+		/* failover: every client online (a throttled login comes back later) */
+		if (!G.all_up_reported && G.launched == (uint64_t)total_conns && G.in_login == 0 &&
+		    (G.cfg.mode != LG_FAILOVER || G.online == total_conns)) {
 			G.all_up_reported = 1;
 			G.all_up_ns = now;
 			fprintf(stderr,
@@ -187,8 +206,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 				(double)(now - G.t0) / 1e9);
 			fflush(stderr);
 		}
-		if (now - G.t0 >= (uint64_t)(G.cfg.duration * 1e9))
+		if (G.cfg.mode == LG_FAILOVER) {
+			if (fo_tick(&G, now))
+				run_finish();
+		} else if (now - G.t0 >= (uint64_t)(G.cfg.duration * 1e9)) {
 			run_finish();
+		}
 		break;
 	}
 }
@@ -200,13 +223,20 @@ static void on_hard_stop(evutil_socket_t fd, short what, void *arg)
 	run_finish();
 }
 
+static void on_mark(evutil_socket_t sig, short what, void *arg)
+{
+	if (G.cfg.mode == LG_FAILOVER)
+		fo_mark(&G, lg_now_ns());
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	fprintf(stderr, "duet-loadgen: signal %d, stopping\n", (int)sig);
 	run_finish();
 }
 
-static void resolve(const char *host, int port)
+static void resolve_into(const char *host, int port, struct sockaddr_storage *ss,
+			 socklen_t *len)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
 	char ps[16];
@@ -216,13 +246,17 @@ static void resolve(const char *host, int port)
 		fprintf(stderr, "duet-loadgen: %s: %s\n", host, gai_strerror(e));
 		exit(2);
 	}
-	memcpy(&G.addr, res->ai_addr, res->ai_addrlen);
-	G.addrlen = res->ai_addrlen;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
 	freeaddrinfo(res);
 }
 
 static SSL_CTX *tls_ctx_new(void)
 {
+	/* LOADGEN_FASTCERT=0 measures the load generator without it (docs/benchmarks.md). */
+	const char *fc = getenv("LOADGEN_FASTCERT");
+	if ((!fc || strcmp(fc, "0") != 0) && fastcert_enable() < 0)
+		fprintf(stderr, "duet-loadgen: legacy EC key decoding refused, running without\n");
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx)
 		return NULL;
@@ -233,6 +267,8 @@ static SSL_CTX *tls_ctx_new(void)
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* Every login is a full handshake, as a fresh client's would be. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* Read whole socket buffers, not a record header and then its body: half the reads. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	return ctx;
 }
 
@@ -246,6 +282,10 @@ static void parse_args(int argc, char **argv)
 		{"pairs", 1, 0, 'P'},	    {"inflight", 1, 0, 'k'},  {"mech", 1, 0, 'M'},
 		{"json", 0, 0, 'j'},	    {"quiet", 0, 0, 'q'},     {"print-creds", 1, 0, 'C'},
 		{"salt", 1, 0, 'S'},	    {"iterations", 1, 0, 'I'}, {"help", 0, 0, 'H'},
+		{"first-user", 1, 0, 'F'},  {"alt-host", 1, 0, 'a'},  {"alt-port", 1, 0, 'A'},
+		{"msg-interval", 1, 0, 'i'}, {"timeline-ms", 1, 0, 'L'},
+		{"after-mark", 1, 0, 'K'},  {"settle", 1, 0, 's'},    {"backoff-min", 1, 0, 'b'},
+		{"backoff-max", 1, 0, 'B'},
 		{0, 0, 0, 0}};
 	struct lg_config *c = &G.cfg;
 	const char *creds_pw = NULL, *salt = NULL;
@@ -256,7 +296,9 @@ static void parse_args(int argc, char **argv)
 				.users = 1000, .prefix = "bench", .password = "bench",
 				.rate = 100, .concurrency = LG_MAX_CONNECTIONS, .duration = 10,
 				.grace = 15, .login_timeout = 30, .mode = LG_LOGIN, .pairs = 100,
-				.inflight = 4, .mech = LG_MECH_AUTO};
+				.inflight = 4, .mech = LG_MECH_AUTO, .first_user = 1,
+				.msg_interval = 5, .timeline_ms = 1000, .after_mark = 60,
+				.settle = 2, .backoff_min = 0.25, .backoff_max = 4};
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'h': c->host = optarg; break;
@@ -277,10 +319,20 @@ static void parse_args(int argc, char **argv)
 		case 'C': creds_pw = optarg; break;
 		case 'S': salt = optarg; break;
 		case 'I': iterations = (unsigned)arg_num("iterations", optarg, 1, 10000000); break;
+		case 'F': c->first_user = (int)arg_num("first-user", optarg, 1, 100000000); break;
+		case 'a': c->alt_host = optarg; break;
+		case 'A': c->alt_port = (int)arg_num("alt-port", optarg, 1, 65535); break;
+		case 'i': c->msg_interval = arg_num("msg-interval", optarg, 0.01, 3600); break;
+		case 'L': c->timeline_ms = arg_num("timeline-ms", optarg, 10, 60000); break;
+		case 'K': c->after_mark = arg_num("after-mark", optarg, 1, 86400); break;
+		case 's': c->settle = arg_num("settle", optarg, 0, 3600); break;
+		case 'b': c->backoff_min = arg_num("backoff-min", optarg, 0.01, 60); break;
+		case 'B': c->backoff_max = arg_num("backoff-max", optarg, 0.01, 600); break;
 		case 'm':
 			if (strcmp(optarg, "login") == 0) c->mode = LG_LOGIN;
 			else if (strcmp(optarg, "messages") == 0) c->mode = LG_MESSAGES;
 			else if (strcmp(optarg, "idle") == 0) c->mode = LG_IDLE;
+			else if (strcmp(optarg, "failover") == 0) c->mode = LG_FAILOVER;
 			else { usage(stderr); exit(2); }
 			break;
 		case 'M':
@@ -310,7 +362,13 @@ static void parse_args(int argc, char **argv)
 			c->pairs * 2);
 		exit(2);
 	}
-	if (c->mode == LG_IDLE && c->users > LG_MAX_CONNECTIONS) {
+	if (c->backoff_max < c->backoff_min)
+		c->backoff_max = c->backoff_min;
+	if ((c->alt_host != NULL) != (c->alt_port != 0)) {
+		fprintf(stderr, "duet-loadgen: --alt-host and --alt-port go together\n");
+		exit(2);
+	}
+	if ((c->mode == LG_IDLE || c->mode == LG_FAILOVER) && c->users > LG_MAX_CONNECTIONS) {
 		fprintf(stderr, "duet-loadgen: refusing %d connections (limit %d: the open-file "
 				"limit here is 20,000)\n", c->users, LG_MAX_CONNECTIONS);
 		exit(2);
@@ -323,7 +381,9 @@ int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	resolve(G.cfg.host, G.cfg.port);
+	resolve_into(G.cfg.host, G.cfg.port, &G.addr, &G.addrlen);
+	if (G.cfg.alt_host)
+		resolve_into(G.cfg.alt_host, G.cfg.alt_port, &G.alt_addr, &G.alt_addrlen);
 	G.tls = tls_ctx_new();
 	G.base = event_base_new();
 	if (!G.tls || !G.base) {
@@ -331,7 +391,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	double hard = G.cfg.duration + G.cfg.grace;
-	if (G.cfg.mode != LG_LOGIN) {
+	if (G.cfg.mode == LG_FAILOVER) {
+		total_conns = G.cfg.users;
+		if (fo_init(&G) < 0)
+			return 1;
+		hard += total_conns / G.cfg.rate + G.cfg.login_timeout + G.cfg.after_mark +
+			G.cfg.settle + 5;
+	} else if (G.cfg.mode != LG_LOGIN) {
 		total_conns = G.cfg.mode == LG_MESSAGES ? 2 * G.cfg.pairs : G.cfg.users;
 		G.nclients = total_conns;
 		G.clients = calloc((size_t)total_conns, sizeof *G.clients);
@@ -350,13 +416,15 @@ int main(int argc, char **argv)
 	hard_ev = evtimer_new(G.base, on_hard_stop, NULL);
 	sig_term = evsignal_new(G.base, SIGTERM, on_signal, NULL);
 	sig_int = evsignal_new(G.base, SIGINT, on_signal, NULL);
-	if (!arrive_ev || !tick_ev || !hard_ev || !sig_term || !sig_int)
+	sig_mark = evsignal_new(G.base, SIGUSR1, on_mark, NULL);
+	if (!arrive_ev || !tick_ev || !hard_ev || !sig_term || !sig_int || !sig_mark)
 		return 1;
 	event_add(arrive_ev, &ms);
 	event_add(tick_ev, &tick);
 	event_add(hard_ev, &hardtv);
 	event_add(sig_term, NULL);
 	event_add(sig_int, NULL);
+	event_add(sig_mark, NULL);
 
 	G.t0 = lg_now_ns();
 	last_progress = G.t0;
@@ -373,7 +441,10 @@ int main(int argc, char **argv)
 			client_close(G.clients[i]);
 	while (G.login_head)
 		client_close(G.login_head);
+	if (G.cfg.mode == LG_FAILOVER)
+		fo_free(&G);
 	event_free(arrive_ev);
+	event_free(sig_mark);
 	event_free(tick_ev);
 	event_free(hard_ev);
 	event_free(sig_term);

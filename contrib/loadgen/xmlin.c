@@ -1,6 +1,7 @@
 #include "contrib/loadgen/xmlin.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define XIN_MAX_DEPTH 16
@@ -56,6 +57,8 @@ static void on_start(void *ud, const char *name, const char **atts)
 	if (d == 1) {
 		memset(st, 0, offsetof(struct xin_stanza, text));
 		st->text_len = 0;
+		st->retry_after = st->relogin_lower = st->relogin_upper = -1;
+		x->relogin_form = 0;
 		copy_bounded(st->name, sizeof st->name, ln);
 		const char *t = attr_get(atts, "type"), *id = attr_get(atts, "id");
 		if (t)
@@ -81,6 +84,14 @@ static void on_start(void *ud, const char *name, const char **atts)
 		} else if ((strcmp(st->name, "failure") == 0 || strcmp(st->name, "error") == 0) &&
 			   !st->cond[0] && strcmp(ln, "text") != 0) {
 			copy_bounded(st->cond, sizeof st->cond, ln);
+			/* see-other-host carries host:port as its text */
+			x->capture = strcmp(st->name, "error") == 0 && strcmp(ln, "see-other-host") == 0;
+		} else if (strcmp(st->name, "error") == 0 && strcmp(ln, "retry-after") == 0) {
+			const char *n = attr_get(atts, "seconds");
+			char *end;
+			long v = n ? strtol(n, &end, 10) : -1;
+			if (n && *n && !*end && v >= 0 && v <= 86400)
+				st->retry_after = v;
 		}
 		return;
 	}
@@ -95,8 +106,40 @@ static void on_start(void *ud, const char *name, const char **atts)
 		} else if (strcmp(x->parent2, "error") == 0 && !st->cond[0] &&
 			   strcmp(ln, "text") != 0) {
 			copy_bounded(st->cond, sizeof st->cond, ln);
+		} else if (strcmp(st->name, "iq") == 0 && strcmp(x->parent2, "query") == 0 &&
+			   strcmp(ln, "x") == 0) {
+			x->relogin_form = 0; /* known once its FORM_TYPE field is read */
 		}
+		return;
 	}
+	/* iq > query > x > field > value: the fields of a disco#info form */
+	if (d == 4 && strcmp(st->name, "iq") == 0 && strcmp(ln, "field") == 0) {
+		const char *var = attr_get(atts, "var");
+		copy_bounded(x->field_var, sizeof x->field_var, var ? var : "");
+	} else if (d == 5 && strcmp(st->name, "iq") == 0 && strcmp(ln, "value") == 0) {
+		x->capture = 4;
+		x->value_len = 0;
+	}
+}
+
+static void form_value(struct xin *x)
+{
+	struct xin_stanza *st = &x->st;
+	x->value[x->value_len] = 0;
+	if (strcmp(x->field_var, "FORM_TYPE") == 0) {
+		x->relogin_form = strcmp(x->value, "urn:duet:relogin:0") == 0;
+		return;
+	}
+	if (!x->relogin_form)
+		return;
+	char *end;
+	long v = strtol(x->value, &end, 10);
+	if (!x->value[0] || *end || v < 0 || v > 86400)
+		return;
+	if (strcmp(x->field_var, "relogin-lower-limit") == 0)
+		st->relogin_lower = v;
+	else if (strcmp(x->field_var, "relogin-upper-limit") == 0)
+		st->relogin_upper = v;
 }
 
 static void on_end(void *ud, const char *name)
@@ -106,7 +149,11 @@ static void on_end(void *ud, const char *name)
 	struct xin_stanza *st = &x->st;
 	(void)name;
 
-	if (x->capture >= 2 && d == 3) {
+	if (x->capture >= 4 && d == 5) {
+		if (x->capture == 4)
+			form_value(x);
+		x->capture = 0;
+	} else if (x->capture >= 2 && x->capture <= 3 && d == 3) {
 		x->mech[x->mech_len] = 0;
 		if (x->capture == 2 && strcmp(x->mech, "SCRAM-SHA-1") == 0)
 			st->mechs |= XIN_MECH_SHA1;
@@ -139,6 +186,14 @@ static void on_text(void *ud, const char *s, int len)
 		}
 		memcpy(x->st.text + x->st.text_len, s, (size_t)len);
 		x->st.text_len += (size_t)len;
+	} else if (x->capture == 4) {
+		if (x->value_len + (size_t)len >= sizeof x->value) {
+			x->value_len = 0; /* too long for a number: matches nothing */
+			x->capture = 5;
+			return;
+		}
+		memcpy(x->value + x->value_len, s, (size_t)len);
+		x->value_len += (size_t)len;
 	} else if (x->capture == 2) {
 		if (x->mech_len + (size_t)len >= sizeof x->mech) {
 			x->mech_len = 0; /* an over-long name matches nothing */

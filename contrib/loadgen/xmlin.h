@@ -19,7 +19,10 @@ struct xin_stanza {
 	char cond[48]; /* first child of <failure>, <stream:error>, or iq <error> */
 	unsigned starttls : 1, bind : 1, session : 1, session_optional : 1, mechanisms : 1;
 	unsigned mechs;       /* XIN_MECH_* offered in <mechanisms> */
-	char text[XIN_TEXT_MAX]; /* challenge/success payload, or message <body> */
+	/* failover mode: <retry-after xmlns='urn:duet:relogin:0' seconds='N'/> in a stream error,
+	 * and the urn:duet:relogin:0 form of a disco#info result; -1 when absent */
+	long retry_after, relogin_lower, relogin_upper;
+	char text[XIN_TEXT_MAX]; /* challenge/success payload, message <body>, see-other-host */
 	size_t text_len;
 };
 
@@ -40,6 +43,10 @@ struct xin {
 	char mech[32];
 	size_t mech_len;
 	char parent2[32]; /* local name of the current depth-2 element */
+	int relogin_form; /* inside the disco#info form urn:duet:relogin:0 */
+	char field_var[32];
+	char value[48];
+	size_t value_len;
 	struct xin_stanza st;
 };
 

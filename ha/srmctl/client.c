@@ -78,6 +78,15 @@ static int send_request(int fd, const struct srmctl_env *env, const char *const 
 	return rc;
 }
 
+/* The state machine refused the command now, or there is no pair to act on: a distinct
+ * exit code so that a script can tell "not now" from a failure. */
+static int error_exit_code(const char *code)
+{
+	if (strcmp(code, "refused") == 0 || strcmp(code, "no-peer") == 0)
+		return SRMCTL_REFUSED;
+	return SRMCTL_ERROR;
+}
+
 /* Read "ok"/"error ..." then body lines up to ".", printing the body on stdout. */
 static int read_response(int fd, const char *path)
 {
@@ -116,7 +125,7 @@ static int read_response(int fd, const char *path)
 		if (msg)
 			*msg++ = '\0';
 		fprintf(stderr, "srmctl: %s (%s)\n", msg && *msg ? msg : "failed", code);
-		rc = SRMCTL_ERROR;
+		rc = error_exit_code(code);
 	} else if (rc == SRMCTL_OK) {
 		fprintf(stderr, "srmctl: unexpected response from srmd: %.100s\n", status);
 		rc = SRMCTL_UNREACHABLE;

@@ -10,10 +10,11 @@
 #include <unistd.h>
 
 struct profile_args {
+	int is_auto;   /* --hardware auto: srmd derives the limits from measured capacity */
+	int calibrate; /* --calibrate (auto only) */
 	unsigned hardware;
 	enum login_mode mode;
 	unsigned long users;
-	int yes;
 	const char *hardware_s, *mode_s, *users_s;
 };
 
@@ -49,7 +50,7 @@ static int option_take(const char *name, int argc, char **argv, int *i, const ch
 	return 1;
 }
 
-static int args_parse(const struct srmctl_cmd *cmd, int allow_yes, int argc, char **argv,
+static int args_parse(const struct srmctl_cmd *cmd, int argc, char **argv,
 		      struct profile_args *a)
 {
 	memset(a, 0, sizeof *a);
@@ -61,14 +62,18 @@ static int args_parse(const struct srmctl_cmd *cmd, int allow_yes, int argc, cha
 			a->mode_s = v ? v : "";
 		else if (option_take("--users", argc, argv, &i, &v))
 			a->users_s = v ? v : "";
-		else if (allow_yes && strcmp(argv[i], "--yes") == 0)
-			a->yes = 1;
+		else if (strcmp(argv[i], "--calibrate") == 0)
+			a->calibrate = 1;
 		else
 			return srmctl_usage_error(cmd, "unexpected argument %s", argv[i]);
 	}
-	unsigned long hw;
-	if (!a->hardware_s || number_parse(a->hardware_s, 100000, &hw) < 0)
-		return srmctl_usage_error(cmd, "--hardware 500|1000|2000|5000|15000 is required");
+	unsigned long hw = 0;
+	a->is_auto = a->hardware_s && strcmp(a->hardware_s, "auto") == 0;
+	if (!a->hardware_s || (!a->is_auto && number_parse(a->hardware_s, 100000, &hw) < 0))
+		return srmctl_usage_error(cmd,
+					  "--hardware 500|1000|2000|5000|15000|auto is required");
+	if (a->calibrate && !a->is_auto)
+		return srmctl_usage_error(cmd, "--calibrate goes with --hardware auto");
 	a->hardware = (unsigned)hw;
 	if (!a->mode_s || !(a->mode = login_mode_parse(a->mode_s)))
 		return srmctl_usage_error(cmd, "--mode active-active|active-standby is required");
@@ -107,8 +112,17 @@ static int exec_profile(const struct srmctl_env *env, int argc, char **argv)
 	struct profile_args a;
 	const struct login_profile_table *t;
 	const struct login_profile_row *r;
-	int rc = args_parse(cmd, 0, argc, argv, &a);
-	if (rc || (rc = row_find(&a, &t, &r)))
+	int rc = args_parse(cmd, argc, argv, &a);
+	if (rc)
+		return rc;
+	if (a.is_auto) { /* measured by this node's engine: srmd answers */
+		char users[24];
+		snprintf(users, sizeof users, "%lu", a.users);
+		const char *fields[] = {"profile", "auto", login_mode_name(a.mode), users,
+					"calibrate"};
+		return srmctl_request(env, fields, a.calibrate ? 5 : 4);
+	}
+	if ((rc = row_find(&a, &t, &r)))
 		return rc;
 	if (env->json)
 		printf("{\"table\":%d,\"hardware\":%u,\"mode\":\"%s\",\"users\":%lu,"
@@ -122,38 +136,41 @@ static int exec_profile(const struct srmctl_env *env, int argc, char **argv)
 	return SRMCTL_OK;
 }
 
-static int confirm_ask(void)
-{
-	printf("apply these limits (both nodes of a pair)? [y/N] ");
-	fflush(stdout);
-	char line[16];
-	if (!fgets(line, sizeof line, stdin))
-		return 0;
-	return line[0] == 'y' || line[0] == 'Y';
-}
-
 static int exec_profile_apply(const struct srmctl_env *env, int argc, char **argv)
 {
 	const struct srmctl_cmd *cmd = &srmctl_profile_cmds[1];
 	struct profile_args a;
 	const struct login_profile_table *t;
 	const struct login_profile_row *r;
-	int rc = args_parse(cmd, 1, argc, argv, &a);
-	if (rc || (rc = row_find(&a, &t, &r)))
-		return rc;
-	if (!a.yes) {
-		if (!isatty(STDIN_FILENO))
-			return srmctl_usage_error(cmd, "standard input is not a terminal: add "
-						       "--yes to confirm");
-		row_print(&a, t, r);
-		if (!confirm_ask()) {
-			fprintf(stderr, "srmctl: profile apply: nothing changed\n");
-			return SRMCTL_USAGE;
-		}
+	/* --yes is taken out first; the row is checked before anything is asked. */
+	int yes = 0, n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+			yes = 1;
+		else
+			argv[n++] = argv[i];
 	}
+	argc = n;
+	int rc = args_parse(cmd, argc, argv, &a);
+	if (rc)
+		return rc;
+	if (a.calibrate)
+		return srmctl_usage_error(cmd, "--calibrate: see `srmctl profile --hardware auto`");
+	if (!a.is_auto && (rc = row_find(&a, &t, &r)))
+		return rc;
+	if (!a.is_auto && !yes && !env->yes && isatty(STDIN_FILENO))
+		row_print(&a, t, r);
+	if (!yes && (rc = srmctl_confirm(env, cmd, &argc, argv, "Apply these re-login limits%s?",
+					 env->local ? " on this node only (--local)"
+						    : " (both nodes of a pair)")))
+		return rc;
 	char hw[16], users[24];
 	snprintf(hw, sizeof hw, "%u", a.hardware);
 	snprintf(users, sizeof users, "%lu", a.users);
+	if (a.is_auto) {
+		const char *fields[] = {"profile", "apply-auto", login_mode_name(a.mode), users};
+		return srmctl_request(env, fields, 4);
+	}
 	const char *fields[] = {"profile", "apply", hw, login_mode_name(a.mode), users};
 	return srmctl_request(env, fields, 5);
 }
@@ -168,8 +185,9 @@ static int exec_profile_show(const struct srmctl_env *env, int argc, char **argv
 
 /* The exec functions above index this table: keep the order. */
 const struct srmctl_cmd srmctl_profile_cmds[] = {
-	{"profile", "--hardware H --mode M --users N",
-	 "the manual's re-login limits for a login profile (local)", 1, 0, exec_profile},
+	{"profile", "--hardware H|auto --mode M --users N [--calibrate]",
+	 "the manual's re-login limits for a profile (local), or auto: from this node's "
+	 "measured login capacity (srmd)", 1, 0, exec_profile},
 	{"profile apply", "--hardware H --mode M --users N [--yes]",
 	 "set them on this node and its peer", 0, 1, exec_profile_apply},
 	{"profile show", "", "re-login limits in effect on both nodes, mismatch", 1, 0,

@@ -151,7 +151,7 @@ async def scenario(pair):
     pair.wait({1: ("Failed Over", "Critical Service Down"),
                2: ("Running in Backup Mode", "Critical Service Down")}, 15,
               "presenced back on node 1 (T11)")
-    pair.ctl(1, "fallback")
+    pair.ctl(1, "fallback", "--yes")
     pair.wait_normal(15, "fallback after critical service down")
     deadline = time.monotonic() + 10
     while a2.session_started and a2.transport and not a2.stream_error:
@@ -172,7 +172,7 @@ async def scenario(pair):
     pair.wait({1: ("Failed Over", "Initialization"),
                2: ("Running in Backup Mode", "Peer Down")}, 20, "node 1 restarted")
     pair.wait_services(1, 20)
-    pair.ctl(1, "fallback")
+    pair.ctl(1, "fallback", "--yes")
     pair.wait_normal(15, "fallback after Peer Down")
 
     # 5. clean stop: Peer Reboot
@@ -182,7 +182,7 @@ async def scenario(pair):
     pair.lg("start", pair.dir, "1")
     pair.wait({1: ("Failed Over", "Initialization")}, 20, "node 1 started")
     pair.wait_services(1, 20)
-    pair.ctl(2, "fallback", "1")
+    pair.ctl(2, "fallback", "1", "--yes")
     pair.wait_normal(15, "fallback 1 asked on node 2")
 
     # 6. database of node 1 stops
@@ -192,11 +192,11 @@ async def scenario(pair):
     await (await login(pair, "alice", 2)).logout()
     pair.lg("db-start", pair.dir, "1")
     pair.wait({1: ("Failed Over", "Database Failure")}, 20, "database 1 back")
-    pair.ctl(1, "fallback")
+    pair.ctl(1, "fallback", "--yes")
     pair.wait_normal(15, "fallback after Database Failure")
 
     # 7. manual failover of node 2, persisted across an srmd restart
-    pair.ctl(2, "failover")
+    pair.ctl(2, "failover", "--yes")
     pair.wait({1: ("Running in Backup Mode", "On Admin Request"),
                2: ("Idle", "On Admin Request")}, 10, "manual failover of node 2")
     await (await login(pair, "bob", 1)).logout()
@@ -207,7 +207,7 @@ async def scenario(pair):
     if not pair.status(2)["pair"]["manual_failover"]:
         raise Fail(f"manual-failover mode lost over a restart: {pair.both()}")
     pair.wait_services(2, 20)
-    pair.ctl(1, "fallback", "2")
+    pair.ctl(1, "fallback", "2", "--yes")
     pair.wait_normal(15, "fallback 2 asked on node 1")
     await (await login(pair, "bob", 2)).logout()
 

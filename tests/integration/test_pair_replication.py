@@ -175,7 +175,7 @@ async def scenario(pair):
     pair.lg("start", pair.dir, "1")
     pair.wait({1: ("Failed Over", "Initialization")}, 20, "node 1 restarted")
     pair.wait_services(1, 20)
-    pair.ctl(1, "fallback")
+    pair.ctl(1, "fallback", "--yes")
     pair.wait({1: ("Normal", "Normal"), 2: ("Normal", "Normal")}, 20, "fallback")
     cu = pair.status(1)["pair"]["replication"]["catchup"]
     if cu["waits"] < 1 or cu["last_result"] != "caught-up":

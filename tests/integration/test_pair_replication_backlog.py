@@ -72,7 +72,7 @@ def scenario(pair):
                  f"SELECT 'b' || u, 'c' || c || '@x.test', 'backlog' "
                  f"FROM generate_series(1, {USERS}) u, generate_series(1, {per_user}) c")
     head = int(pair.psql(2, "SELECT max(id) FROM repl_outbox")[0][0])
-    pair.ctl(1, "fallback")
+    pair.ctl(1, "fallback", "--yes")
     rep = pair.status(1)["pair"]["replication"]
     log(f"fallback asked with node 2's head at {head}; node 1 has applied {rep['applied']}")
     if rep["applied"] >= head:

@@ -10,6 +10,10 @@ is served by engine 1, bob (home node 2) by engine 2; both exist in both databas
      presence and its changes, exchange messages and an iq between full JIDs;
   2. engine 2 is stopped (SIGSTOP): alice gets bob's resource unavailable; engine 2 is
      continued: both see each other available again, without logging in again;
+  2b. the ACK is lost: alice's message goes out while engine 2 is stopped, engine 1 gives
+     the link up, engine 2 delivers the message when continued (its ACK dies with the
+     connection), engine 1 sends it again on the new link: bob gets it exactly once, and
+     no copy waits in either offline store;
   3. engine 2 is killed: a message from alice to bob is stored in node 1's database;
      engine 1 takes home node 2 over (serve 1,2) and bob, logging in there, gets it exactly
      once; node 1 gives it back (serve 1), engine 2 restarts, bob logs in there and the two
@@ -367,6 +371,47 @@ class Scenario:
                    "alice available again at bob after the link recovered")
         self.chat(alice, bob, "after recovery")
 
+    def step_ack_lost(self):
+        """The receiver delivers, its ACK never reaches the sender: engine 2 is stopped
+        while alice's message is sent (so no ACK yet), engine 1 is stopped once it holds
+        the message, engine 2 is continued and delivers it (the ACK waits in the stopped
+        engine 1's socket), closes the link after dead_timeout of silence, and engine 1,
+        continued, finds the link dead and sends the message again on the next one."""
+        e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
+        before1, before2 = e1.stats(), e2.stats()
+        e2.proc.send_signal(signal.SIGSTOP)
+        alice.send(f"<message to='bob@{DOMAIN}' type='chat' id='m-once'>"
+                   "<body>exactly once</body></message>")
+        deadline = time.monotonic() + 5
+        while e1.stats().get("route_unacked") != "1":
+            require(time.monotonic() < deadline, f"engine 1 holds the message: {e1.stats()}")
+            time.sleep(0.01)
+        e1.proc.send_signal(signal.SIGSTOP)
+        e2.proc.send_signal(signal.SIGCONT)
+        bob.expect(is_message("exactly once", "chat"), 10, "the message at bob")
+        e2.wait_route_down(6)
+        e1.proc.send_signal(signal.SIGCONT)
+        e1.wait_route("2")
+        e2.wait_route("1")
+        deadline = time.monotonic() + 8
+        while e1.stats().get("route_unacked") != "0":
+            require(time.monotonic() < deadline, f"the message is acknowledged: {e1.stats()}")
+            time.sleep(0.05)
+        self.nothing(bob, is_message("exactly once"), "the message twice", 2.0)
+        after1, after2 = e1.stats(), e2.stats()
+        resent = int(after1["route_resent"]) - int(before1["route_resent"])
+        dups = int(after2["route_duplicates"]) - int(before2["route_duplicates"])
+        say(f"engine 1 sent {resent} stanza(s) again, engine 2 dropped {dups} duplicate(s)")
+        require(resent >= 1 and dups == resent,
+                "the scenario lost the ACK (engine 1 sent the message again) and engine 2 "
+                f"dropped the copy: resent {resent}, duplicates {dups}")
+        require_eq(e1.offline_count("bob") + e2.offline_count("bob"), 0,
+                   "no copy in an offline store")
+        bob.expect(is_presence(alice.jid, "available"), 8, "alice available again at bob")
+        alice.expect(is_presence(bob.jid, "available"), 8, "bob available again at alice")
+        self.chat(alice, bob, "after the lost ack")
+        return resent, dups
+
     def step_kill_takeover(self):
         e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
         e2.kill()
@@ -418,7 +463,7 @@ class Scenario:
         ctx.verify_mode = ssl.CERT_NONE
         try:
             t = ctx.wrap_socket(s)
-            t.sendall(b"DR\x01\x01\x00\x00\x00\x05hello")
+            t.sendall(b"DR\x02\x01\x00\x00\x00\x05hello")
             t.recv(100)
         except (ssl.SSLError, OSError):
             pass
@@ -431,7 +476,7 @@ class Scenario:
         ctx.check_hostname = False
         try:
             t = ctx.wrap_socket(s, server_hostname="node2")
-            t.sendall(b"DR\x01\x01\x00\x00\x00\x05hello")
+            t.sendall(b"DR\x02\x01\x00\x00\x00\x05hello")
             t.recv(100)
         except (ssl.SSLError, OSError):
             pass
@@ -447,9 +492,9 @@ class Scenario:
         ctx.load_verify_locations(str(certs / "ca.pem"))
         ctx.load_cert_chain(str(certs / "node1.pem"), str(certs / "node1.key"))
         t = ctx.wrap_socket(s, server_hostname="node2")
-        hello = b"duet-route 1 1 1"
-        t.sendall(b"DR\x01\x01" + len(hello).to_bytes(4, "big") + hello)
-        t.sendall(b"DR\x01\x02\x00\x00\x00\x01" + b"1")       # SERVE 1
+        hello = b"duet-route 2 2 1 00000000fa4efa4e"
+        t.sendall(b"DR\x02\x01" + len(hello).to_bytes(4, "big") + hello)
+        t.sendall(b"DR\x02\x02\x00\x00\x00\x01" + b"1")       # SERVE 1
         t.sendall(b"XX\x01\x07\x00\x00\x00\x00")              # bad magic
         t.settimeout(5)
         got = b""
@@ -462,7 +507,7 @@ class Scenario:
         except (ssl.SSLError, OSError):
             pass
         t.close()
-        require(got.startswith(b"DR\x01\x01"), f"engine 2 answered HELLO: {got[:40]!r}")
+        require(got.startswith(b"DR\x02\x01"), f"engine 2 answered HELLO: {got[:40]!r}")
         # The fake peer replaced the link and was thrown out: alice's engine reconnects,
         # and bob (who lost alice's presence with the fake link) sees her again.
         bob.expect(is_presence(alice.jid, "available"), 10,
@@ -524,6 +569,8 @@ def main():
                                 sc.step_cross, ()),
                                ("SIGSTOP of engine 2: unavailable, then recovery",
                                 sc.step_stop_cont, ()),
+                               ("ACK lost with the link: delivered exactly once",
+                                sc.step_ack_lost, ()),
                                ("kill of engine 2: stored offline, takeover, fallback",
                                 sc.step_kill_takeover, ()),
                                ("strangers and a garbage-sending peer",

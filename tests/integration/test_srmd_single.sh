@@ -38,7 +38,9 @@ db=duet_srmd_$$_$(date +%s)
 srmd_pid=""
 domain=example.test
 
+notify_pid=""
 cleanup() {
+	[ -n "$notify_pid" ] && kill "$notify_pid" 2>/dev/null
 	if [ -n "$srmd_pid" ] && kill -0 "$srmd_pid" 2>/dev/null; then
 		kill -KILL "$srmd_pid" 2>/dev/null
 		wait "$srmd_pid" 2>/dev/null
@@ -163,8 +165,27 @@ write_config
 : >"$log"
 
 # --- start-up ----------------------------------------------------------------------------
+# The first start is under a stand-in for systemd's notify socket (sd_notify(3)): srmd must
+# say READY=1 and report its state as STATUS=.
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        f.write(s.recv(4096).decode(errors="replace") + "\n")
+        f.flush()' "$tmp/notify.sock" "$tmp/notify.log" &
+notify_pid=$!
+wait_for 10 "the notify socket" test -S "$tmp/notify.sock"
+export NOTIFY_SOCKET="$tmp/notify.sock"
 start_srmd
+unset NOTIFY_SOCKET
 wait_for 30 "status Normal" state_is Normal Normal
+wait_for 10 "READY=1 on the notify socket" grep -qx READY=1 "$tmp/notify.log"
+wait_for 10 "STATUS= Normal on the notify socket" \
+	grep -qx "STATUS=node 1: Normal (Normal)" "$tmp/notify.log"
+kill "$notify_pid"
+notify_pid=""
 engine_pid=$(status_get engine.pid)
 [ "$engine_pid" -gt 0 ] 2>/dev/null || fail "no engine pid in status"
 pid_alive "$engine_pid" || fail "engine pid $engine_pid not running"
@@ -227,9 +248,9 @@ check_scram alice secret2
 grep -q " kick alice@$domain$" "$englog" || fail "passwd did not kick alice"
 expect_rc 1 ctl user passwd nobody pw
 echo "$out" | grep -q "not-found" || fail "passwd of unknown user: $out"
-expect_rc 0 ctl user del carol
+expect_rc 0 ctl user del --yes carol
 grep -q " kick carol@$domain$" "$englog" || fail "del did not kick carol"
-expect_rc 1 ctl user del carol
+expect_rc 1 ctl user del --yes carol
 echo "$out" | grep -q "not-found" || fail "second delete: $out"
 expect_rc 0 ctl user list
 printf '%s\n' "$out" | grep -q "^carol@" && fail "carol still listed: $out"
@@ -250,7 +271,22 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 s.sendall(sys.stdin.buffer.read()); print(s.makefile().readline().strip())' "$sock")
 case "$raw" in "error version "*) ;; *) fail "wrong version answered: $raw" ;; esac
+expect_rc 2 ctl failover
+echo "$out" | grep -q -- "--yes" || fail "failover without --yes and a terminal: $out"
+expect_rc 4 ctl failover --yes
+echo "$out" | grep -q "no-peer" || fail "failover on a single node: $out"
+expect_rc 4 ctl replication
 note "srmctl exit codes"
+
+expect_rc 0 ctl status --brief
+printf '%s\n' "$out" | grep -Eq '^1 \* +localhost +Normal +Normal +[0-9T:-]+Z +1 +ok +0$' ||
+	fail "status --brief: $out"
+expect_rc 0 ctl history
+printf '%s\n' "$out" | grep -q ' Initializing (Initialization) *Normal (Normal)$' ||
+	fail "history: $out"
+expect_rc 0 ctl user show "alice@$domain"
+printf '%s\n' "$out" | grep -q '^served by: *node 1$' || fail "user show: $out"
+note "srmctl status --brief, history, user show"
 
 # --- engine health problems, crash, hang ---------------------------------------------------
 echo no-listener >"$healthfile"
@@ -269,6 +305,8 @@ expect_rc 0 ctl status
 echo "$out" | grep -q "^restarts: *1 (last exit: killed by signal 9)$" || fail "status: $out"
 grep -q "Running in Failed Mode (Critical Service Down)" "$log" ||
 	fail "the crash did not show as Critical Service Down"
+[ "$(ctl history 2 --json | json_get transitions | grep -c 'Running in Failed Mode')" -ge 1 ] ||
+	fail "history lacks the crash: $(ctl history)"
 engine_pid=$(status_get engine.pid)
 note "kill -9: engine restarted as $engine_pid"
 

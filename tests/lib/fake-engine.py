@@ -71,8 +71,10 @@ class Engine:
             self.send("redirect ok")
         elif cmd == "release" and len(args) == 3:
             self.send("release ok 0")
-        elif cmd == "throttle" and len(args) == 1:
+        elif cmd == "throttle" and len(args) in (1, 2):
             self.send("throttle ok")
+        elif cmd == "relogin" and len(args) == 2:
+            self.send("relogin ok")
         elif cmd == "health" and len(args) == 1:
             self.send("health %s %s" % (args[0], health_answer()))
         elif cmd == "stats":

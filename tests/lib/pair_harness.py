@@ -46,7 +46,7 @@ def free_pair_base():
     import random
     for _ in range(200):
         base = random.randrange(20000, 32000, 20)
-        if all(port_free(base + d) for d in (0, 1, 2, 3, 10, 11, 12, 13)):
+        if all(port_free(base + d) for d in (0, 1, 2, 3, 4, 10, 11, 12, 13, 14)):
             return base
     raise Fail("no free loopback ports for a pair")
 

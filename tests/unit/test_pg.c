@@ -276,6 +276,82 @@ static void test_failure_isolated(void **state)
 	event_base_free(base);
 }
 
+/* A query text runs as a named statement of its connection after its first run: results
+ * are unchanged, the session holds one statement per text, a text whose Parse fails is not
+ * remembered (each run reports the real error, not a missing statement), and texts past
+ * the per-connection limit still run, unnamed. */
+static void test_prepared(void **state)
+{
+	enum { N = 20, DISTINCT = 140 };
+	struct event_base *base = event_base_new();
+	struct pg_pool *pool = pg_pool_new(base, conninfo, 1);
+	static struct call calls[N], bad[2], after, named, unnamed_bad, total, many[DISTINCT];
+	struct counter done = {N + 3, 0};
+	int seq = 0;
+	memset(calls, 0, sizeof calls);
+	for (int i = 0; i < N; i++) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", i);
+		const char *params[1] = {n};
+		calls[i].done = &done;
+		calls[i].seq = &seq;
+		assert_non_null(pg_query(pool, "SELECT $1::int + 1", 1, params, on_call, &calls[i]));
+	}
+	for (int i = 0; i < 2; i++) {
+		bad[i] = (struct call){.done = &done, .seq = &seq};
+		assert_non_null(pg_query(pool, "SELEC 1", 0, NULL, on_call, &bad[i]));
+	}
+	after = (struct call){.done = &done, .seq = &seq};
+	assert_non_null(pg_query(pool, "SELECT 'after'", 0, NULL, on_call, &after));
+	assert_true(run_until(base, pred_counter, &done, 10000));
+	for (int i = 0; i < N; i++) {
+		char want[16];
+		snprintf(want, sizeof want, "%d", i + 1);
+		assert_string_equal(calls[i].value, want);
+		assert_int_equal(calls[i].order, i);
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(bad[i].st, PGRES_FATAL_ERROR);
+		assert_string_equal(bad[i].sqlstate, "42601");
+	}
+	assert_string_equal(after.value, "after");
+
+	struct counter done2 = {2, 0};
+	named = (struct call){.done = &done2, .seq = &seq};
+	unnamed_bad = (struct call){.done = &done2, .seq = &seq};
+	assert_non_null(pg_query(pool,
+				 "SELECT count(*) FROM pg_prepared_statements"
+				 " WHERE statement = 'SELECT $1::int + 1'",
+				 0, NULL, on_call, &named));
+	assert_non_null(pg_query(pool,
+				 "SELECT count(*) FROM pg_prepared_statements"
+				 " WHERE statement = 'SELEC 1'",
+				 0, NULL, on_call, &unnamed_bad));
+	assert_true(run_until(base, pred_counter, &done2, 5000));
+	assert_string_equal(named.value, "1");
+	assert_string_equal(unnamed_bad.value, "0");
+
+	struct counter done3 = {DISTINCT + 1, 0};
+	for (int i = 0; i < DISTINCT; i++) {
+		char sql[32];
+		snprintf(sql, sizeof sql, "SELECT %d", i);
+		many[i] = (struct call){.done = &done3, .seq = &seq};
+		assert_non_null(pg_query(pool, sql, 0, NULL, on_call, &many[i]));
+	}
+	total = (struct call){.done = &done3, .seq = &seq};
+	assert_non_null(pg_query(pool, "SELECT count(*) < 140 FROM pg_prepared_statements", 0,
+				 NULL, on_call, &total));
+	assert_true(run_until(base, pred_counter, &done3, 10000));
+	for (int i = 0; i < DISTINCT; i++) {
+		char want[16];
+		snprintf(want, sizeof want, "%d", i);
+		assert_string_equal(many[i].value, want);
+	}
+	assert_string_equal(total.value, "t"); /* bounded per connection */
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
 /* SQL NULL parameters reach the server as NULL. */
 static void test_null_params(void **state)
 {
@@ -592,6 +668,7 @@ int main(void)
 		cmocka_unit_test(test_order_one_conn),
 		cmocka_unit_test(test_failure_isolated),
 		cmocka_unit_test(test_null_params),
+		cmocka_unit_test(test_prepared),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_callback_reentry),
 		cmocka_unit_test(test_free_pending),

@@ -1,0 +1,9 @@
+/* The load generator's shortcut around OpenSSL 3.0's certificate key decoding (fastcert.c). */
+#ifndef LOADGEN_FASTCERT_H
+#define LOADGEN_FASTCERT_H
+
+/* Route EC public keys of certificates through OpenSSL's direct (legacy) decoder.  0, or -1
+ * when OpenSSL refuses (the load generator then runs without it). */
+int fastcert_enable(void);
+
+#endif
