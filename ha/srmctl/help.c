@@ -89,6 +89,40 @@ static const struct help_entry entries[] = {
 	 "in memory at once; put them in the config files too so that they survive a restart.\n"
 	 "Asks for confirmation.\n"},
 	{"profile show", "The re-login limits in effect on both nodes, and whether they differ.\n"},
+	{"contacts export",
+	 "Contact lists to the manual's CSV (User ID, User Domain, Contact ID, Contact Domain,\n"
+	 "Nickname, Group Name; no header).  SELECTION: all (default), unassigned, 1, 2 or one\n"
+	 "user.  Written to FILE.tmp, renamed to FILE when complete; FILE - is standard output.\n"
+	 "docs/bulk-tools.md.\n"},
+	{"contacts import",
+	 "Add the contacts of a CSV in that format (an optional header row).  Rows of users this\n"
+	 "node does not serve now are skipped (on a pair in Normal run it on both nodes).  Each\n"
+	 "skipped row is listed with its line number and the manual's reason, then the job\n"
+	 "summary.  Idempotent; logged-in users get the new contacts pushed.  Asks for\n"
+	 "confirmation.\n"},
+	{"contacts rename",
+	 "Rename contact IDs in every contact list (CSV: old ID, new ID; an optional header).\n"
+	 "Nicknames, groups and subscriptions stay; accounts are never renamed.  Asks for\n"
+	 "confirmation.\n"},
+	{"users export",
+	 "Accounts with their SCRAM keys, contacts, vCards, offline messages and last activity\n"
+	 "to a duet-users JSON-lines file, to move them to another group.  SELECTION:\n"
+	 "unassigned (default, the manual's order: unassign first), all, 1, 2 or one user.\n"},
+	{"users import",
+	 "Create the accounts of a duet-users file, unassigned unless NODE (1, 2, none) is\n"
+	 "given.  A re-import changes nothing; an existing account with other keys is skipped\n"
+	 "as a duplicate user ID.  Asks for confirmation.\n"},
+	{"users assign",
+	 "Set the home node of every user in FILE (an export file or one JID a line) to NODE.\n"
+	 "Open sessions continue until their next login.  Asks for confirmation.\n"},
+	{"users unassign",
+	 "Home node none for every user in FILE: they cannot log in on this group.  Asks for\n"
+	 "confirmation.\n"},
+	{"user unassign", "The same for one user (user assign JID none).  Asks for confirmation.\n"},
+	{"users check",
+	 "Duplicate user IDs (equal after NFKC and lowercasing) and invalid ones, now; srmd\n"
+	 "also runs it every [srm] user_check_interval and logs the DuplicateUserid and\n"
+	 "InvalidUserid alarms.\n"},
 	{NULL, NULL},
 };
 
