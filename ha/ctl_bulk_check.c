@@ -16,6 +16,7 @@
 
 #include "ha/ha_wire.h"
 #include "ha/srm.h"
+#include "lib/json_out.h"
 #include "lib/log.h"
 
 #include <event2/buffer.h>
@@ -43,20 +44,6 @@ struct bulk_check {
 	char error[300];
 	struct evbuffer *text, *json; /* the problem lists, ready to print */
 };
-
-static void json_str(struct evbuffer *b, const char *s)
-{
-	evbuffer_add(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
 
 static void check_timer_arm(struct bulk_check *bc)
 {
@@ -109,12 +96,12 @@ static void on_check_rows(void *arg, PGresult *res, const char *errmsg)
 					evbuffer_add_printf(dt, "User ID: %s\n  User ID        Home Node\n",
 							    k);
 					evbuffer_add_printf(dj, "%s{\"id\":", bc->duplicates > 1 ? "," : "");
-					json_str(dj, key);
+					json_out_string(dj, key);
 					evbuffer_add_printf(dj, ",\"users\":[");
 				}
 				evbuffer_add_printf(dt, "  %-14s %s\n", shown, home);
 				evbuffer_add_printf(dj, "%s{\"user\":", first ? "" : ",");
-				json_str(dj, user);
+				json_out_string(dj, user);
 				evbuffer_add_printf(dj, ",\"home_node\":%s}", home);
 				int last = i == n - 1 || strcmp(PQgetvalue(res, i + 1, 2), key) != 0;
 				if (last)
@@ -128,7 +115,7 @@ static void on_check_rows(void *arg, PGresult *res, const char *errmsg)
 				bc->invalid++;
 				evbuffer_add_printf(it, "  %-14s %s\n", shown, home);
 				evbuffer_add_printf(ij, "%s{\"user\":", bc->invalid > 1 ? "," : "");
-				json_str(ij, user);
+				json_out_string(ij, user);
 				evbuffer_add_printf(ij, ",\"home_node\":%s}", home);
 				if (logged_inv++ < LOG_USERS_MAX)
 					log_warnx("user check: alarm InvalidUserid: %s (home node %s) is "

@@ -11,6 +11,7 @@
 #include "ha/ctl_bulk.h"
 
 #include "ha/srm.h"
+#include "lib/json_out.h"
 #include "lib/log.h"
 
 #include <event2/buffer.h>
@@ -49,20 +50,6 @@ static void rename_cancel(void *arg)
 	rename_free(arg);
 }
 
-static void json_str(struct evbuffer *b, const char *s)
-{
-	evbuffer_add(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 static void rename_skip(struct rename *rn, long row, const char *detail)
 {
 	rn->skipped++;
@@ -72,7 +59,7 @@ static void rename_skip(struct rename *rn, long row, const char *detail)
 		evbuffer_add_printf(rn->out, "%s{\"row\":%ld,\"reason\":\"invalid-format\","
 					     "\"message\":\"Invalid format\",\"detail\":",
 				    rn->listed ? "," : "", row);
-		json_str(rn->out, detail);
+		json_out_string(rn->out, detail);
 		evbuffer_add(rn->out, "}", 1);
 	} else {
 		evbuffer_add_printf(rn->out, "row %ld: Invalid format (%s)\n", row, detail);
@@ -150,9 +137,9 @@ static void on_rename_row(void *arg, PGresult *res, const char *errmsg)
 			if (ctl_conn_json(rn->c)) {
 				evbuffer_add_printf(rn->out, "%s{\"row\":%ld,\"old\":",
 						    rn->listed ? "," : "", rn->cur_row);
-				json_str(rn->out, rn->old_jid);
+				json_out_string(rn->out, rn->old_jid);
 				evbuffer_add_printf(rn->out, ",\"new\":");
-				json_str(rn->out, rn->new_jid);
+				json_out_string(rn->out, rn->new_jid);
 				evbuffer_add_printf(rn->out,
 						    ",\"contact_lists\":%ld,\"old_is_local_account\":%s,"
 						    "\"lists_left_to_peer\":%ld}",

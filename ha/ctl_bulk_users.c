@@ -15,6 +15,7 @@
 
 #include "ha/ha_wire.h"
 #include "ha/srm.h"
+#include "lib/json_out.h"
 #include "lib/log.h"
 
 #include <event2/buffer.h>
@@ -205,20 +206,6 @@ static void ujob_cancel(void *arg)
 	ujob_free(arg);
 }
 
-static void out_json_str(struct evbuffer *b, const char *s)
-{
-	evbuffer_add(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 /* One result line: what happened to the record on line `line`. */
 static void ujob_note(struct ujob *j, long line, const char *user, const char *result,
 		      const char *detail)
@@ -227,9 +214,9 @@ static void ujob_note(struct ujob *j, long line, const char *user, const char *r
 		return;
 	if (ctl_conn_json(j->c)) {
 		evbuffer_add_printf(j->out, "%s{\"line\":%ld,\"user\":", j->listed ? "," : "", line);
-		out_json_str(j->out, user);
+		json_out_string(j->out, user);
 		evbuffer_add_printf(j->out, ",\"result\":\"%s\",\"detail\":", result);
-		out_json_str(j->out, detail);
+		json_out_string(j->out, detail);
 		evbuffer_add(j->out, "}", 1);
 	} else {
 		if (*detail)

@@ -1,6 +1,7 @@
 /* The control socket server (see ctl_server.h, docs/srmctl-protocol.md). */
 #include "ha/ctl_server.h"
 
+#include "lib/json_out.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -89,16 +90,7 @@ void ctl_body_printf(struct ctl_conn *c, const char *fmt, ...)
 
 void ctl_body_json_string(struct ctl_conn *c, const char *s)
 {
-	evbuffer_add(c->body, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(c->body, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(c->body, "\\u%04x", *p);
-		else
-			evbuffer_add(c->body, p, 1);
-	}
-	evbuffer_add(c->body, "\"", 1);
+	json_out_string(c->body, s);
 }
 
 /* Once the response is flushed, the connection is done. */

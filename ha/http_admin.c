@@ -5,6 +5,7 @@
 
 #include "ha/http_api.h"
 #include "ha/srm.h"
+#include "lib/json_out.h"
 #include "lib/log.h"
 
 #include <arpa/inet.h>
@@ -99,16 +100,7 @@ void http_reply(struct evhttp_request *req, int code, const char *content_type,
 
 void http_json_string(struct evbuffer *out, const char *s)
 {
-	evbuffer_add(out, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(out, "\\u%04x", *p);
-		else
-			evbuffer_add(out, p, 1);
-	}
-	evbuffer_add(out, "\"", 1);
+	json_out_string(out, s);
 }
 
 void http_reply_error(struct evhttp_request *req, int code, const char *error,
