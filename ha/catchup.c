@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "replication/replication.h"
 
@@ -27,13 +28,6 @@ struct catchup {
 	uint64_t last_target;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void poll_arm(struct catchup *c)
 {
 	struct timeval tv = {0, CATCHUP_POLL_MS * 1000};
@@ -44,7 +38,7 @@ static void wait_end(struct catchup *c, int result)
 {
 	c->waiting = 0;
 	c->last_result = result;
-	c->last_ms = mono_ms() - c->began_ms;
+	c->last_ms = clock_mono_ms() - c->began_ms;
 	c->last_target = c->target;
 	evtimer_del(c->ev);
 }
@@ -64,7 +58,7 @@ static void catchup_on_poll(evutil_socket_t fd, short what, void *arg)
 		c->done(c->arg);
 		return;
 	}
-	if (mono_ms() - c->began_ms >= c->max_ms) {
+	if (clock_mono_ms() - c->began_ms >= c->max_ms) {
 		wait_end(c, CATCHUP_GAVE_UP);
 		log_warnx("catchup: replication did not catch up within %" PRId64
 			  " ms (applied %" PRIu64 ", target %s%" PRIu64 ", %s)",
@@ -114,7 +108,7 @@ int catchup_wait(struct catchup *c)
 	c->target_known = 0;
 	/* What batches already announced is a floor; the next heartbeat raises it. */
 	c->target = st.peer_head;
-	c->began_ms = mono_ms();
+	c->began_ms = clock_mono_ms();
 	c->waits++;
 	log_info("catchup: waiting for replication from the peer (applied %" PRIu64
 		 ", peer head so far %" PRIu64 ")",
@@ -152,7 +146,7 @@ void catchup_status_get(const struct catchup *c, struct catchup_status *st)
 	st->target_known = c->target_known;
 	st->target = c->target;
 	st->applied = rs.applied;
-	st->waited_ms = c->waiting ? mono_ms() - c->began_ms : 0;
+	st->waited_ms = c->waiting ? clock_mono_ms() - c->began_ms : 0;
 	st->waits = c->waits;
 	st->last_result = c->last_result;
 	st->last_ms = c->last_ms;

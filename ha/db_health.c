@@ -1,5 +1,6 @@
 #include "ha/db_health.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 
@@ -23,13 +24,6 @@ struct db_health {
 	int up;
 	char error[256];
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void dh_set(struct db_health *dh, int up, const char *why)
 {
@@ -68,7 +62,7 @@ static void dh_on_tick(evutil_socket_t fd, short what, void *arg)
 	struct db_health *dh = arg;
 	if (dh->req) {
 		/* Keep waiting for it (a second query would only queue behind a stuck one). */
-		long waited = (long)(now_ms() - dh->sent_ms);
+		long waited = (long)(clock_mono_ms() - dh->sent_ms);
 		if (dh->up && waited > DB_HUNG_INTERVALS * dh->interval_ms) {
 			char why[96];
 			snprintf(why, sizeof why, "no answer to SELECT 1 for %ld ms", waited);
@@ -76,7 +70,7 @@ static void dh_on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
-	dh->sent_ms = now_ms();
+	dh->sent_ms = clock_mono_ms();
 	dh->req = pg_query(dh->pool, "SELECT 1", 0, NULL, dh_on_result, dh);
 	if (!dh->req)
 		dh_set(dh, 0, "out of memory");

@@ -3,6 +3,7 @@
  * exit) and nginx ngx_process_cycle.c (stop with doubling waits, then SIGKILL). */
 #include "ha/engine_child.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -78,19 +79,6 @@ struct engine_child {
 	void *stop_arg;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timeval tv_ms(long ms)
-{
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	return tv;
-}
-
 /* Engine-supplied text goes into our log: keep it on one printable line. */
 static void sanitize(char *s)
 {
@@ -133,7 +121,7 @@ static void ec_set_health(struct engine_child *ec, const char *h)
 	if (strcmp(h, "ok") != 0)
 		ec->healthy_since_ms = 0;
 	else if (!ec->healthy_since_ms)
-		ec->healthy_since_ms = now_ms();
+		ec->healthy_since_ms = clock_mono_ms();
 }
 
 /* Drop every pending request, telling their owners the engine is gone.  Each is unlinked
@@ -184,7 +172,7 @@ static struct engine_child_req *ec_send(struct engine_child *ec, const char *lin
 		n = sizeof req->name - 1;
 	memcpy(req->name, line, n);
 	req->ec = ec;
-	req->sent_ms = now_ms();
+	req->sent_ms = clock_mono_ms();
 	req->cb = cb;
 	req->arg = arg;
 	if (bufferevent_write(ec->bev, line, len) < 0 || bufferevent_write(ec->bev, "\n", 1) < 0) {
@@ -335,7 +323,7 @@ static void ec_on_event(struct bufferevent *bev, short what, void *arg)
 		log_warn("engine: control socket error (pid %ld)", (long)ec->pid);
 	else if (ec->state != ENGINE_STOPPING)
 		log_warnx("engine: pid %ld closed the control socket", (long)ec->pid);
-	ec->eof_ms = now_ms();
+	ec->eof_ms = clock_mono_ms();
 	ec_close_socket(ec);
 	if (ec->state != ENGINE_STOPPING)
 		ec_set_health(ec, "disconnected");
@@ -404,7 +392,7 @@ static int ec_spawn(struct engine_child *ec)
 	bufferevent_setcb(ec->bev, ec_on_read, NULL, ec_on_event, ec);
 	bufferevent_enable(ec->bev, EV_READ | EV_WRITE);
 	ec->pid = pid;
-	ec->spawn_ms = now_ms();
+	ec->spawn_ms = clock_mono_ms();
 	ec->eof_ms = 0;
 	ec->said_hello = 0;
 	ec->killed = 0;
@@ -427,14 +415,14 @@ static int ec_spawn(struct engine_child *ec)
 
 static void ec_schedule_restart(struct engine_child *ec)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	if (ec->healthy_since_ms && now - ec->healthy_since_ms >= BACKOFF_RESET_MS)
 		ec->backoff_ms = BACKOFF_MIN_MS;
 	long delay = ec->backoff_ms;
 	ec->backoff_ms = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
 	ec_set_state(ec, ENGINE_BACKOFF);
 	log_info("engine: restarting in %ld ms", delay);
-	struct timeval tv = tv_ms(delay);
+	struct timeval tv = clock_tv_ms(delay);
 	evtimer_add(ec->ev_restart, &tv);
 }
 
@@ -516,7 +504,7 @@ static void ec_on_health_tick(evutil_socket_t fd, short what, void *arg)
 	engine_child_reap(ec);
 	if (ec->state != ENGINE_STARTING && ec->state != ENGINE_READY)
 		return;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	long limit = HUNG_INTERVALS * ec->interval_ms;
 	if (!ec->bev) {
 		/* Socket closed but the process lives on: give it the same bound to exit. */
@@ -571,7 +559,7 @@ static void ec_on_stop_tick(evutil_socket_t fd, short what, void *arg)
 		if (ec->stop_waited_ms + ec->stop_next_ms > STOP_MAX_WAIT_MS)
 			ec->stop_next_ms = STOP_MAX_WAIT_MS - ec->stop_waited_ms;
 	}
-	struct timeval tv = tv_ms(ec->stop_next_ms);
+	struct timeval tv = clock_tv_ms(ec->stop_next_ms);
 	evtimer_add(ec->ev_stop, &tv);
 }
 
@@ -601,7 +589,7 @@ void engine_child_stop(struct engine_child *ec, void (*done)(void *arg), void *a
 	}
 	ec->stop_waited_ms = 0;
 	ec->stop_next_ms = STOP_FIRST_WAIT_MS;
-	struct timeval tv = tv_ms(ec->stop_next_ms);
+	struct timeval tv = clock_tv_ms(ec->stop_next_ms);
 	evtimer_add(ec->ev_stop, &tv);
 	ec_notify(ec);
 }
@@ -682,7 +670,7 @@ struct engine_child *engine_child_new(struct event_base *base, const char *progr
 		engine_child_free(ec);
 		return NULL;
 	}
-	struct timeval tv = tv_ms(ec->interval_ms);
+	struct timeval tv = clock_tv_ms(ec->interval_ms);
 	event_add(ec->ev_health, &tv);
 	return ec;
 }

@@ -29,6 +29,7 @@
 
 #include "heartbeat/detector.h"
 #include "heartbeat/peer_tls.h"
+#include "lib/clock.h"
 #include "lib/config.h"
 #include "lib/log.h"
 
@@ -87,24 +88,6 @@ struct peer_link {
 	struct peer_link_stats st;
 };
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t now_ms(void)
-{
-	return now_us() / 1000u;
-}
-
-static struct timeval tv_ms(uint64_t ms)
-{
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-	return tv;
-}
-
 static const char *conn_dir(const struct peer_conn *c)
 {
 	return c->outgoing ? "outgoing" : "incoming";
@@ -116,7 +99,7 @@ static const char *conn_dir(const struct peer_conn *c)
 
 static bool link_fail_log_due(struct peer_link *link)
 {
-	uint64_t t = now_ms();
+	uint64_t t = (uint64_t)clock_mono_ms();
 
 	if (link->last_fail_log_ms && t - link->last_fail_log_ms < FAIL_LOG_MS)
 		return false;
@@ -218,7 +201,7 @@ static struct peer_conn *conn_new(struct peer_link *link, evutil_socket_t fd, bo
 {
 	struct peer_conn *c = calloc(1, sizeof *c);
 	SSL *ssl;
-	struct timeval tv = tv_ms(link->cfg.connect_timeout_ms);
+	struct timeval tv = clock_tv_ms(link->cfg.connect_timeout_ms);
 
 	if (!c) {
 		log_warn("peer: calloc");
@@ -232,7 +215,7 @@ static struct peer_conn *conn_new(struct peer_link *link, evutil_socket_t fd, bo
 	c->link = link;
 	c->outgoing = outgoing;
 	c->phase = CONN_TLS;
-	c->opened_us = now_us();
+	c->opened_us = (uint64_t)clock_mono_us();
 	c->bev = bufferevent_openssl_socket_new(
 		link->base, fd, ssl, outgoing ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
 		BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -298,7 +281,7 @@ static void link_send_heartbeat(struct peer_link *link)
 {
 	struct peer_conn *c = link->session;
 	struct frame f = {.h.type = FRAME_HEARTBEAT};
-	uint64_t t = now_us();
+	uint64_t t = (uint64_t)clock_mono_us();
 
 	if (!c || c->dead || c->phase != CONN_SESSION)
 		return;
@@ -322,7 +305,7 @@ static void link_send_heartbeat(struct peer_link *link)
 
 static void link_dead_timer_arm(struct peer_link *link)
 {
-	uint64_t ms = detector_next_deadline(&link->det, now_ms());
+	uint64_t ms = detector_next_deadline(&link->det, (uint64_t)clock_mono_ms());
 	struct timeval tv;
 
 	if (ms == UINT64_MAX) {
@@ -330,7 +313,7 @@ static void link_dead_timer_arm(struct peer_link *link)
 		return;
 	}
 	/* +1: libevent may fire a hair early relative to our own clock reading. */
-	tv = tv_ms(ms + 1);
+	tv = clock_tv_ms(ms + 1);
 	evtimer_add(link->dead_timer, &tv);
 }
 
@@ -381,7 +364,7 @@ static void link_report(struct peer_link *link, enum detector_event ev,
 static void link_dead_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct peer_link *link = arg;
-	enum detector_event ev = detector_tick(&link->det, now_ms());
+	enum detector_event ev = detector_tick(&link->det, (uint64_t)clock_mono_ms());
 
 	if (ev == DET_PEER_DOWN) {
 		/* The connection, if any, has been silent for the whole timeout: it is stalled or
@@ -411,7 +394,7 @@ static void conn_protocol_error(struct peer_conn *c, const char *why)
 	}
 	conn_close(c);
 	if (was_session)
-		link_report(link, detector_on_protocol_error(&link->det, now_ms()),
+		link_report(link, detector_on_protocol_error(&link->det, (uint64_t)clock_mono_ms()),
 			    PEER_DOWN_PROTOCOL, 0);
 }
 
@@ -456,11 +439,11 @@ static void conn_adopt(struct peer_conn *c)
 	if (memcmp(link->peer_hello.boot_id, c->hello.boot_id, FRAME_BOOT_ID_SIZE) != 0)
 		link->peer_last_seq = 0;
 	link->peer_hello = c->hello;
-	link->last_rx_us = now_us();
+	link->last_rx_us = (uint64_t)clock_mono_us();
 	link->echo_time_us = 0; /* echoes refer to the peer's clock of one connection's era */
 	log_info("peer: %s connection to node %u established (protocol %u)", conn_dir(c),
 		 link->peer_id, c->version);
-	ev = detector_on_hello(&link->det, c->hello.boot_id, now_ms());
+	ev = detector_on_hello(&link->det, c->hello.boot_id, (uint64_t)clock_mono_ms());
 	link_send_heartbeat(link);
 	if (ev == DET_NONE) {
 		if (link->cbs.on_reconnect)
@@ -506,7 +489,7 @@ static void conn_on_heartbeat(struct peer_conn *c, const struct frame *f)
 {
 	struct peer_link *link = c->link;
 	const struct frame_heartbeat *hb = &f->u.hb;
-	uint64_t t = now_us();
+	uint64_t t = (uint64_t)clock_mono_us();
 
 	if (hb->seq <= c->last_seq) {
 		conn_protocol_error(c, "heartbeat sequence went backwards");
@@ -574,24 +557,24 @@ static void conn_on_frame(struct peer_conn *c, const struct frame *f)
 		conn_protocol_error(c, "frame version differs from the negotiated one");
 		return;
 	}
-	link->last_rx_us = now_us();
+	link->last_rx_us = (uint64_t)clock_mono_us();
 	switch (f->h.type) {
 	case FRAME_HELLO:
 		conn_protocol_error(c, "second HELLO");
 		return;
 	case FRAME_HEARTBEAT:
-		link_report(link, detector_on_frame(&link->det, now_ms()), 0, 0);
+		link_report(link, detector_on_frame(&link->det, (uint64_t)clock_mono_ms()), 0, 0);
 		if (!c->dead)
 			conn_on_heartbeat(c, f);
 		return;
 	case FRAME_GOODBYE:
 		/* Close first: the peer is leaving, there is nothing to redial for now. */
 		conn_close(c);
-		link_report(link, detector_on_goodbye(&link->det, now_ms()), PEER_DOWN_GOODBYE,
+		link_report(link, detector_on_goodbye(&link->det, (uint64_t)clock_mono_ms()), PEER_DOWN_GOODBYE,
 			    f->u.bye.reason);
 		return;
 	case FRAME_APP:
-		link_report(link, detector_on_frame(&link->det, now_ms()), 0, 0);
+		link_report(link, detector_on_frame(&link->det, (uint64_t)clock_mono_ms()), 0, 0);
 		link->st.app_rx++;
 		if (!c->dead && link->cbs.on_app)
 			link->cbs.on_app(link->arg, f->u.app.subtype, f->u.app.payload, f->u.app.len);
@@ -774,7 +757,7 @@ static bool link_should_dial(const struct peer_link *link)
 
 static void link_dial_schedule(struct peer_link *link, uint64_t delay_ms)
 {
-	struct timeval tv = tv_ms(delay_ms);
+	struct timeval tv = clock_tv_ms(delay_ms);
 
 	if (link->stopping || link->peer_salen == 0)
 		return;
@@ -926,7 +909,7 @@ struct peer_link *peer_link_new(struct event_base *base, const struct peer_link_
 {
 	struct peer_link *link;
 	struct detector_config dc = {cfg->heartbeat_interval_ms, cfg->dead_timeout_ms};
-	struct timeval hb = tv_ms(cfg->heartbeat_interval_ms);
+	struct timeval hb = clock_tv_ms(cfg->heartbeat_interval_ms);
 	static const uint8_t zero[FRAME_BOOT_ID_SIZE];
 
 	if (config_check(cfg) != 0)
@@ -940,7 +923,7 @@ struct peer_link *peer_link_new(struct event_base *base, const struct peer_link_
 	link->cfg = *cfg;
 	link->cbs = *cbs;
 	link->arg = arg;
-	link->created_us = now_us();
+	link->created_us = (uint64_t)clock_mono_us();
 	link->listen = strdup(str_set(cfg->listen) ? cfg->listen : "");
 	link->peer_address = strdup(str_set(cfg->peer_address) ? cfg->peer_address : "");
 	link->peer_name = strdup(cfg->peer_name);
@@ -954,7 +937,7 @@ struct peer_link *peer_link_new(struct event_base *base, const struct peer_link_
 			log_warnx("peer: no randomness for the boot id");
 			goto fail;
 		}
-	detector_init(&link->det, &dc, now_ms());
+	detector_init(&link->det, &dc, (uint64_t)clock_mono_ms());
 	link->hb_timer = event_new(base, -1, EV_PERSIST, link_hb_cb, link);
 	link->dead_timer = evtimer_new(base, link_dead_timer_cb, link);
 	link->dial_timer = evtimer_new(base, link_dial_cb, link);
@@ -1052,7 +1035,7 @@ void peer_link_goodbye(struct peer_link *link, int goodbye_reason)
 {
 	struct peer_conn *s = link->session;
 	struct frame f = {.h.type = FRAME_GOODBYE};
-	struct timeval tv = tv_ms(link->cfg.connect_timeout_ms);
+	struct timeval tv = clock_tv_ms(link->cfg.connect_timeout_ms);
 
 	if (link->stopping)
 		return;
@@ -1089,7 +1072,7 @@ void peer_link_goodbye(struct peer_link *link, int goodbye_reason)
 void peer_link_stats_get(const struct peer_link *link, struct peer_link_stats *out)
 {
 	*out = link->st;
-	out->last_rx_age_ms = link->last_rx_us ? (now_us() - link->last_rx_us) / 1000u : 0;
+	out->last_rx_age_ms = link->last_rx_us ? ((uint64_t)clock_mono_us() - link->last_rx_us) / 1000u : 0;
 }
 
 const uint8_t *peer_link_boot_id(const struct peer_link *link)

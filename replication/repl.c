@@ -10,6 +10,7 @@
  * recognised by a generation number and ignored. */
 #include "replication/repl_internal.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 
@@ -113,20 +114,6 @@ struct repl {
 	struct event *ev_poll, *ev_kick, *ev_retry, *ev_tick;
 	struct repl_status st; /* counters */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
@@ -837,7 +824,7 @@ static int on_batch(struct repl *r, const uint8_t *p, size_t len)
 	}
 	r->peer_head = max_u64(r->peer_head, max_u64(b->head, b->last));
 	if (r->peer_head > r->applied && !r->behind_since_ms)
-		r->behind_since_ms = mono_ms();
+		r->behind_since_ms = clock_mono_ms();
 	struct rx_item *it = calloc(1, sizeof *it);
 	if (!it) {
 		repl_batch_free(b);
@@ -1179,7 +1166,7 @@ void repl_on_peer_positions(struct repl *r, const uint64_t pos[4])
 	if (r->peer_hello_ok && pos[3] == r->peer_hello.epoch) {
 		r->peer_head = max_u64(r->peer_head, pos[0]);
 		if (r->peer_head > r->applied && !r->behind_since_ms)
-			r->behind_since_ms = mono_ms();
+			r->behind_since_ms = clock_mono_ms();
 	}
 }
 
@@ -1202,9 +1189,9 @@ void repl_status_get(const struct repl *r, struct repl_status *st)
 	if (st->lag_in) {
 		const struct rx_item *it = TAILQ_FIRST(&r->rxq);
 		if (it && it->batch && it->batch->count && it->batch->changes[0].hlc)
-			st->lag_in_ms = wall_ms() - (int64_t)(it->batch->changes[0].hlc >> 16);
+			st->lag_in_ms = clock_wall_ms() - (int64_t)(it->batch->changes[0].hlc >> 16);
 		else if (r->behind_since_ms)
-			st->lag_in_ms = mono_ms() - r->behind_since_ms;
+			st->lag_in_ms = clock_mono_ms() - r->behind_since_ms;
 		if (st->lag_in_ms < 0)
 			st->lag_in_ms = 0;
 	}
