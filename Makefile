@@ -14,7 +14,7 @@ OPT = -O2 -g
 endif
 
 CC ?= cc
-PKGS = libevent libevent_openssl expat openssl libpq libcpg
+PKGS = libevent libevent_openssl expat openssl libpq libcpg libquorum libvotequorum
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PG_INC := $(shell pg_config --includedir 2>/dev/null)
@@ -136,7 +136,7 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --suppress=missingIncludeSystem -I. lib engine ha heartbeat replication
 	shellcheck -x contrib/install-deps contrib/local-group contrib/demo contrib/bench/run \
-	  contrib/bench/replication \
+	  contrib/bench/replication contrib/bench/login-cost \
 	  tests/run tests/lib/pg.sh .ci/run tests/integration/*.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=] (docs/operator-guide.md "Install"): the three

@@ -43,6 +43,7 @@ const char *const ha_reason_names[HA_RS_COUNT] = {
 	[HA_RS_UNKNOWN] = "Unknown",
 	[HA_RS_AUTO_DB] = "Auto Recover Database Failure",
 	[HA_RS_AUTO_CSD] = "Auto Recover Critical Service Down",
+	[HA_RS_QUORUM_LOST] = "Quorum Lost",
 };
 
 const char *const ha_event_names[HA_EV_COUNT] = {
@@ -66,6 +67,8 @@ const char *const ha_event_names[HA_EV_COUNT] = {
 	[HA_EV_USERS_FAILED] = "users-failed",
 	[HA_EV_REPL_CAUGHT_UP] = "replication-caught-up",
 	[HA_EV_INTERNAL_ERROR] = "internal-error",
+	[HA_EV_QUORUM_LOST] = "quorum-lost",
+	[HA_EV_QUORUM_BACK] = "quorum-back",
 	[HA_EV_OP_FAILOVER] = "op-failover",
 	[HA_EV_OP_FALLBACK] = "op-fallback",
 	[HA_EV_OP_RECOVER] = "op-recover",
@@ -175,6 +178,11 @@ enum ha_event_type ha_event_from_msg(enum ha_msg_type t)
 int ha_peer_node(const struct ha_fsm *f)
 {
 	return 3 - f->cfg.node_id;
+}
+
+bool ha_fsm_alone_without_quorum(const struct ha_fsm *f)
+{
+	return f->quorum_lost && !f->peer_alive;
 }
 
 /* ---- validation of everything that may come from the network or a file ---- */
@@ -420,6 +428,11 @@ void ha_fsm_snapshot(const struct ha_fsm *f, struct ha_snapshot *snap)
 static uint8_t serve_policy(const struct ha_fsm *f)
 {
 	uint8_t s = f->self_bit, p = f->peer_bit;
+	/* Without quorum and without the peer, the other side of a partition may hold the
+	 * quorum and serve everyone: nobody here, whatever the state (the rows also move the
+	 * serving states to Failed Over (Quorum Lost)).  Maintenance (Unknown) is frozen. */
+	if (ha_fsm_alone_without_quorum(f) && f->state != HA_ST_UNKNOWN)
+		return 0;
 	switch (f->state) {
 	case HA_ST_INITIALIZING:
 	case HA_ST_UNKNOWN:
@@ -465,7 +478,9 @@ static void apply_serve(struct ha_fsm *f)
 			continue;
 		struct ha_action *a = emit(f, HA_ACT_RELEASE);
 		a->home = (uint8_t)h;
-		a->to_peer = f->peer_alive;
+		/* Without quorum the peer is the one that may have it: send clients there, at
+		 * once (a window would keep two writers). */
+		a->to_peer = f->peer_alive || ha_fsm_alone_without_quorum(f);
 		a->window_ms = f->peer_alive ? f->cfg.relogin_window_ms : 0;
 	}
 	struct ha_action *a = emit(f, HA_ACT_SERVE);
@@ -569,6 +584,12 @@ static int facts_apply(struct ha_fsm *f, const struct ha_event *ev)
 		break;
 	case HA_EV_REPL_CAUGHT_UP:
 		f->caught_up = true;
+		break;
+	case HA_EV_QUORUM_LOST:
+		f->quorum_lost = true;
+		break;
+	case HA_EV_QUORUM_BACK:
+		f->quorum_lost = false;
 		break;
 	default:
 		break;

@@ -49,6 +49,7 @@ enum ha_reason {
 	HA_RS_UNKNOWN,
 	HA_RS_AUTO_DB,           /* Auto Recover Database Failure */
 	HA_RS_AUTO_CSD,          /* Auto Recover Critical Service Down */
+	HA_RS_QUORUM_LOST,       /* not in the manual: corosync quorum required and lost */
 	HA_RS_COUNT
 };
 
@@ -127,6 +128,10 @@ enum ha_event_type {
 	HA_EV_USERS_FAILED,   /* moving users failed (engine release/serve error, database error) */
 	HA_EV_REPL_CAUGHT_UP, /* replication from the peer caught up (after HA_ACT_CATCHUP_WAIT) */
 	HA_EV_INTERNAL_ERROR,
+	/* corosync quorum, when required ([peer] require_quorum): this node lost it / has it
+	 * again.  The transport reports a loss before the Peer Down it causes. */
+	HA_EV_QUORUM_LOST,
+	HA_EV_QUORUM_BACK,
 	/* operators (.target: the node named on the command line, 0 = none) */
 	HA_EV_OP_FAILOVER,    /* failover [NODE]: NODE's users move to its peer (default: this) */
 	HA_EV_OP_FALLBACK,    /* fallback [NODE]: NODE takes its users back (default: the failed one) */
@@ -267,6 +272,8 @@ struct ha_fsm {
 	/* local services */
 	bool engine_up, db_up;
 	bool svc_failed;                 /* down past the delay, or start failed */
+	/* quorum required and lost: alone, this node may be the minority of a partition */
+	bool quorum_lost;
 	enum ha_service failed_svc;      /* which one, for the reason */
 	/* peer */
 	bool peer_alive;       /* link up and heartbeats flowing */
@@ -338,6 +345,8 @@ void ha_fsm_start(struct ha_fsm *f, int64_t now_ms, struct ha_actions *out);
 int ha_fsm_handle(struct ha_fsm *f, const struct ha_event *ev, struct ha_actions *out);
 
 void ha_fsm_snapshot(const struct ha_fsm *f, struct ha_snapshot *snap);
+/* Quorum is required and lost, and the peer is not seen: this node serves nobody. */
+bool ha_fsm_alone_without_quorum(const struct ha_fsm *f);
 void ha_fsm_self_info(const struct ha_fsm *f, struct ha_peer_info *info);
 /* HA_EV_MSG_* for a message type. */
 enum ha_event_type ha_event_from_msg(enum ha_msg_type t);

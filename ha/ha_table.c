@@ -16,12 +16,15 @@
 #define EV_INFO                                                                              \
 	(EM(PEER_UP) | EM(PEER_HEARTBEAT) | EM(PEER_LOST) | EM(PEER_GOODBYE) |              \
 	 EM(SERVICE_DOWN) | EM(SERVICE_UP) | EM(REPL_CAUGHT_UP) | EM(TIMER_CSD) |             \
-	 EM(START_FAILED))
+	 EM(START_FAILED) | EM(QUORUM_LOST) | EM(QUORUM_BACK))
 /* Events on which Initializing re-evaluates its decision. */
 #define EV_INIT                                                                              \
 	(EM(PEER_HEARTBEAT) | EM(PEER_LOST) | EM(PEER_GOODBYE) | EM(SERVICE_UP) |             \
-	 EM(REPL_CAUGHT_UP) | EM(TIMER_INIT) | EM(TIMER_CATCHUP) | EM(TIMER_CSD))
+	 EM(REPL_CAUGHT_UP) | EM(TIMER_INIT) | EM(TIMER_CATCHUP) | EM(TIMER_CSD) |             \
+	 EM(QUORUM_LOST) | EM(QUORUM_BACK))
 #define EV_SVC_FAILED (EM(TIMER_CSD) | EM(START_FAILED))
+/* The states that serve users of their own choosing (not Failed Mode, not Initializing). */
+#define ST_SERVING (SM(NORMAL) | SM(BACKUP) | SM(FAILOVER_AFFECTED) | ST_TRANSIT)
 
 /* ---- facts ---- */
 
@@ -98,6 +101,7 @@ static bool init_resumable(const struct ha_fsm *f)
 
 #define DEC_WAIT (-1)
 #define DEC_CATCHUP (-2)
+#define DEC_NO_QUORUM (-3)
 
 /* Initializing decides where it goes from what it restored and what the peer says; -1 to
  * keep waiting, -2 to ask replication to catch up first (the Data Monitor). */
@@ -108,9 +112,10 @@ static int init_decide(const struct ha_fsm *f)
 	if (!f->peer_known) {
 		if (!f->init_expired)
 			return DEC_WAIT;
-		/* The peer did not show up: nobody else serves anyone. */
+		/* The peer did not show up: nobody else serves anyone, unless it is on the
+		 * other side of a partition that has the quorum. */
 		if (up)
-			return HA_ST_BACKUP;
+			return f->quorum_lost ? DEC_NO_QUORUM : HA_ST_BACKUP;
 		return f->svc_failed ? HA_ST_FAILED_OVER_CSNR : DEC_WAIT;
 	}
 	const struct ha_peer_info *p = &f->peer;
@@ -169,6 +174,7 @@ GUARD_DECIDE(g_dec_failed_over, HA_ST_FAILED_OVER)
 GUARD_DECIDE(g_dec_csnr, HA_ST_FAILED_OVER_CSNR)
 GUARD_DECIDE(g_dec_normal, HA_ST_NORMAL)
 GUARD_DECIDE(g_dec_catchup, DEC_CATCHUP)
+GUARD_DECIDE(g_dec_no_quorum, DEC_NO_QUORUM)
 
 
 static bool g_dec_backup_seen(const struct ha_fsm *f, const struct ha_event *ev)
@@ -204,7 +210,20 @@ static bool g_svc_up(const struct ha_fsm *f, const struct ha_event *ev)
 static bool g_svc_up_peer_gone(const struct ha_fsm *f, const struct ha_event *ev)
 {
 	(void)ev;
-	return svc_up(f) && !f->peer_alive;
+	return svc_up(f) && !f->peer_alive && !f->quorum_lost;
+}
+
+/* Quorum required and lost, peer not seen (docs/deploy-corosync.md §7). */
+static bool g_alone_no_quorum(const struct ha_fsm *f, const struct ha_event *ev)
+{
+	(void)ev;
+	return ha_fsm_alone_without_quorum(f);
+}
+
+static bool g_alone_no_quorum_svc_failed(const struct ha_fsm *f, const struct ha_event *ev)
+{
+	(void)ev;
+	return ha_fsm_alone_without_quorum(f) && f->svc_failed;
 }
 
 static bool target_is_self(const struct ha_fsm *f, const struct ha_event *ev)
@@ -795,6 +814,23 @@ static const struct ha_row rows[] = {
 	 (ST_STABLE_ON & ~SM(FAILED_MODE)) | ST_TRANSIT, EM(PEER_HEARTBEAT), g_peer_failed_new,
 	 a_follow_failed, ST(FAILED_MODE), HA_RSN_PEER},
 
+	/* Quorum required ([peer] require_quorum): a node that is alone without quorum may be
+	 * the minority of a partition whose other side has the quorum device's vote and takes
+	 * everyone; it stops serving (the serve set is empty in any state then, see
+	 * serve_policy) and takes over only once it has the quorum again. */
+	{"no quorum, peer gone, services down", ST_SERVING,
+	 EM(PEER_LOST) | EM(PEER_GOODBYE) | EM(QUORUM_LOST), g_alone_no_quorum_svc_failed,
+	 a_drop_tx, ST(FAILED_OVER_CSNR), HA_RSN_SVC},
+	{"no quorum, peer gone: stop serving", ST_SERVING,
+	 EM(PEER_LOST) | EM(PEER_GOODBYE) | EM(QUORUM_LOST), g_alone_no_quorum, a_drop_tx,
+	 ST(FAILED_OVER), RS(QUORUM_LOST)},
+	{"no quorum, peer gone: do not take over", ST_FAILED_OVERISH,
+	 EM(PEER_LOST) | EM(PEER_GOODBYE), g_alone_no_quorum, NULL, SAME, RS(QUORUM_LOST)},
+	{"peer gone, quorum and services up: take all users", ST_FAILED_OVERISH,
+	 EM(QUORUM_BACK) | EM(SERVICE_UP), g_svc_up_peer_gone, NULL, ST(BACKUP), RS(PEER_DOWN)},
+	{"Recovery without quorum and peer", SM(FAILED_MODE), EM(OP_RECOVER), g_alone_no_quorum,
+	 a_recover_op, ST(FAILED_OVER), RS(QUORUM_LOST)},
+
 	/* A coordinated transition the peer has left: settle by what it serves now. */
 	{"failover finished on the peer", SM(FAILING_OVER), EM(PEER_HEARTBEAT),
 	 g_left_serving_mine, a_fo_done, ST(IDLE), HA_RSN_TX},
@@ -838,6 +874,8 @@ static const struct ha_row rows[] = {
 	 ST(BACKUP), RS(INIT)},
 	{"T18 init: peer not seen", SM(INITIALIZING), EV_INIT, g_dec_backup_unseen, a_decided,
 	 ST(BACKUP), RS(PEER_DOWN_INIT)},
+	{"init: peer not seen, no quorum", SM(INITIALIZING), EV_INIT, g_dec_no_quorum, a_decided,
+	 ST(FAILED_OVER), RS(QUORUM_LOST)},
 	{"T1 init: normal", SM(INITIALIZING), EV_INIT, g_dec_normal, a_decided, ST(NORMAL),
 	 RS(NORMAL)},
 	{"init: wait for replication", SM(INITIALIZING), EV_INIT, g_dec_catchup, a_ask_catchup,

@@ -163,6 +163,9 @@ static void redirect_refresh(struct pair *p)
 		if (!(p->fsm.serve & HA_HOME_BIT(h)) && p->peer.link_up && p->peer.known &&
 		    (p->peer.st.info.serve & HA_HOME_BIT(h)))
 			want = p->peer_client;
+		/* Alone without quorum: the peer is the side that may have it. */
+		if (!(p->fsm.serve & HA_HOME_BIT(h)) && ha_fsm_alone_without_quorum(&p->fsm))
+			want = p->peer_client;
 		if (p->redirect_valid[h] && strcmp(p->redirect[h], want) == 0)
 			continue;
 		char line[CFG_NAME + 32];
@@ -598,6 +601,12 @@ static void on_peer_app(void *arg, uint16_t subtype, const uint8_t *payload, siz
 	}
 }
 
+static void on_peer_quorum(void *arg, bool lost)
+{
+	struct pair *p = arg;
+	feed_simple(p, lost ? HA_EV_QUORUM_LOST : HA_EV_QUORUM_BACK);
+}
+
 static void on_peer_closed(void *arg)
 {
 	struct pair *p = arg;
@@ -845,6 +854,7 @@ struct pair *pair_new(struct srm *srm, char *err, size_t errlen)
 		.on_data_up = on_data_up,
 		.on_data_down = on_data_down,
 		.on_closed = on_peer_closed,
+		.on_quorum = on_peer_quorum,
 	};
 	p->link = peer_transport_new(srm->base, cfg, &cbs, p);
 	if (!p->link) {

@@ -353,6 +353,7 @@ struct cpg_group *cpg_group_new(struct event_base *base, const char *name,
 	g->name.length = (uint32_t)n;
 	g->cbs = *cbs;
 	g->arg = arg;
+	g->broken = CS_OK; /* CS_OK is 1, not calloc's 0 */
 	g->ev_retry = evtimer_new(base, retry_cb, g);
 	g->ev_flush = evtimer_new(base, flush_cb, g);
 	g->ev_lost = event_new(base, -1, 0, lost_cb, g);

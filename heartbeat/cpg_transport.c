@@ -14,6 +14,7 @@
 
 #include "heartbeat/cpg_group.h"
 #include "heartbeat/detector.h"
+#include "heartbeat/quorum_watch.h"
 #include "lib/config.h"
 #include "lib/log.h"
 
@@ -43,6 +44,18 @@ struct cpg_transport {
 	struct event *hb_timer, *dead_timer, *bye_timer, *finish_ev;
 	bool stopping, bye_pending, data_closed, closed_reported, warned_data_app;
 	struct peer_link_stats st;
+
+	/* quorum ([peer] require_quorum; NULL qw when no): what pair.c was told, and the two
+	 * orderings it relies on (docs/peer-protocol.md §8) */
+	struct quorum_watch *qw;
+	bool quorum_reported, quorum_reported_lost;
+	bool quorum_stale;       /* a membership change corosync told no quorum for in time */
+	bool down_pending;       /* the peer's host left: Peer Down waits for the new quorum */
+	uint32_t down_nodeid;
+	char down_why[96];
+	bool back_pending;       /* quorum regained with the peer's host: wait for its HELLO */
+	uint32_t peer_nodeid;    /* the peer's corosync node id, once seen (0 = never) */
+	struct event *quorum_ev, *quorum_hold;
 };
 
 static uint64_t now_us(void)
@@ -116,6 +129,8 @@ static void send_heartbeat(struct cpg_transport *t)
 
 /* ---- reporting ---- */
 
+static void quorum_settle(struct cpg_transport *t);
+
 static void dead_timer_arm(struct cpg_transport *t)
 {
 	uint64_t ms = detector_next_deadline(&t->det, now_ms());
@@ -147,6 +162,7 @@ static void report(struct cpg_transport *t, enum detector_event ev, enum peer_do
 		t->st.up = 1;
 		dead_timer_arm(t);
 		t->cbs.on_up(t->arg, t->peer_hello.boot_id, &t->peer_hello);
+		quorum_settle(t); /* a regained quorum waited for this */
 		return;
 	case DET_PEER_DOWN:
 	case DET_PEER_GOODBYE:
@@ -191,6 +207,131 @@ static void bad_message(struct cpg_transport *t, struct cpg_member from, const c
 	report(t, detector_on_protocol_error(&t->det, now), PEER_DOWN_PROTOCOL, 0);
 }
 
+/* ---- quorum ---- */
+
+static void quorum_report(struct cpg_transport *t, bool lost)
+{
+	if (t->quorum_reported && lost == t->quorum_reported_lost)
+		return;
+	if (!t->quorum_reported && !lost) {
+		t->quorum_reported = true; /* the state machine starts without a loss */
+		return;
+	}
+	t->quorum_reported = true;
+	t->quorum_reported_lost = lost;
+	if (lost && quorum_watch_view(t->qw)->known && !t->quorum_stale)
+		log_warnx("peer: quorum required and lost: this node serves nobody while it does "
+			  "not see the peer");
+	else if (lost)
+		log_warnx("peer: quorum required and not known (corosync has not told it): this "
+			  "node serves nobody while it does not see the peer");
+	else
+		log_info("peer: quorum regained, or not required");
+	if (t->cbs.on_quorum)
+		t->cbs.on_quorum(t->arg, lost);
+}
+
+static bool quorum_lost_now(const struct cpg_transport *t)
+{
+	return quorum_watch_lost(t->qw) || (t->quorum_stale && quorum_watch_required(t->qw));
+}
+
+/* The peer's host is in the membership the quorum was computed for. */
+static bool peer_host_in_view(const struct cpg_transport *t)
+{
+	const struct quorum_view *v = quorum_watch_view(t->qw);
+	uint32_t self = t->grp ? cpg_group_self(t->grp).nodeid : 0;
+
+	if (t->peer_nodeid)
+		return quorum_watch_has_node(t->qw, t->peer_nodeid);
+	for (size_t i = 0; i < v->n_nodes; i++)
+		if (v->nodes[i] != self)
+			return true;
+	return false;
+}
+
+static void quorum_hold_arm(struct cpg_transport *t, uint64_t ms)
+{
+	struct timeval tv = tv_ms(ms);
+	evtimer_add(t->quorum_hold, &tv);
+}
+
+/* The held Peer Down: the quorum of the membership without the peer first. */
+static void down_finish(struct cpg_transport *t)
+{
+	t->down_pending = false;
+	evtimer_del(t->quorum_hold);
+	quorum_report(t, quorum_lost_now(t));
+	peer_lost(t, t->down_why);
+}
+
+/* Tell pair.c what the quorum means now, in the order the state machine needs. */
+static void quorum_settle(struct cpg_transport *t)
+{
+	bool lost;
+
+	if (!t->qw || t->stopping)
+		return;
+	if (t->down_pending) {
+		const struct quorum_view *v = quorum_watch_view(t->qw);
+		if (!v->known || t->quorum_stale || !quorum_watch_has_node(t->qw, t->down_nodeid))
+			down_finish(t);
+		return;
+	}
+	lost = quorum_lost_now(t);
+	if (lost || !t->quorum_reported_lost) {
+		t->back_pending = false;
+		quorum_report(t, lost);
+		return;
+	}
+	/* Regained with the peer's host back in the membership: its srmd says HELLO within
+	 * moments, and the state machine must see that Peer Up first, or it takes over users
+	 * the peer serves. */
+	if (quorum_watch_required(t->qw) && !detector_is_up(&t->det) && peer_host_in_view(t)) {
+		if (!t->back_pending) {
+			t->back_pending = true;
+			quorum_hold_arm(t, t->connect_timeout_ms);
+			log_info("peer: quorum regained with the peer's host; waiting up to %ums for "
+				 "its srmd", t->connect_timeout_ms);
+		}
+		return;
+	}
+	t->back_pending = false;
+	evtimer_del(t->quorum_hold);
+	quorum_report(t, false);
+}
+
+static void quorum_on_change(void *arg)
+{
+	struct cpg_transport *t = arg;
+
+	t->quorum_stale = false;
+	quorum_settle(t);
+}
+
+static void quorum_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	quorum_settle(arg);
+}
+
+static void quorum_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cpg_transport *t = arg;
+
+	if (t->down_pending) {
+		log_warnx("peer: corosync told no quorum for the membership without node %u within "
+			  "%ums: counted as lost", t->down_nodeid, t->hang_ms);
+		t->quorum_stale = true;
+		down_finish(t);
+		return;
+	}
+	if (t->back_pending) {
+		log_info("peer: the peer's srmd did not show up; quorum regained");
+		t->back_pending = false;
+		quorum_report(t, quorum_lost_now(t));
+	}
+}
+
 /* ---- frames in ---- */
 
 static void on_hello(struct cpg_transport *t, struct cpg_member from, const struct frame_hello *h)
@@ -205,6 +346,8 @@ static void on_hello(struct cpg_transport *t, struct cpg_member from, const stru
 			  FRAME_VERSION_MAX);
 		return;
 	}
+	if (t->down_pending)
+		down_finish(t); /* the departure this HELLO follows, first */
 	if (h->node_id == t->node_id) {
 		log_warnx("peer: another srmd with our node id %u is in the CPG group (member "
 			  "%u/%u); check [node] id and [peer] cpg_group", t->node_id, from.nodeid,
@@ -224,6 +367,7 @@ static void on_hello(struct cpg_transport *t, struct cpg_member from, const stru
 				  h->dead_timeout_ms, t->interval_ms, t->hang_ms);
 		t->have_peer = true;
 		t->peer = from;
+		t->peer_nodeid = from.nodeid;
 		t->peer_last_seq = 0;
 		t->echo_time_us = 0;
 		t->st.sessions++;
@@ -386,6 +530,24 @@ static void group_on_member_left(void *arg, struct cpg_member m, uint32_t reason
 	 * member's messages before its leave. */
 	snprintf(why, sizeof why, "it left the CPG group (%s) without a goodbye",
 		 cpg_reason_name(reason));
+	if (t->qw && quorum_watch_required(t->qw) && reason == CPG_REASON_NODEDOWN &&
+	    detector_is_up(&t->det)) {
+		/* Its host left our membership: whether this side may take over depends on the
+		 * quorum of the new membership, which corosync tells on its own connection,
+		 * sometimes after this (measured: 2-200 ms with a quorum device). */
+		t->have_peer = false;
+		quorum_watch_poll(t->qw);
+		if (quorum_watch_view(t->qw)->known && quorum_watch_has_node(t->qw, m.nodeid)) {
+			t->down_pending = true;
+			t->down_nodeid = m.nodeid;
+			snprintf(t->down_why, sizeof t->down_why, "%s", why);
+			quorum_hold_arm(t, t->hang_ms);
+			log_info("peer: node %u's host left the membership; waiting for corosync's "
+				 "quorum before reporting it", t->peer_hello.node_id);
+			return;
+		}
+	}
+	quorum_settle(t);
 	peer_lost(t, why);
 }
 
@@ -393,6 +555,13 @@ static void group_on_lost(void *arg)
 {
 	struct cpg_transport *t = arg;
 
+	/* Without corosync the quorum is unknown: a lost one is reported before the peer. */
+	if (t->qw) {
+		quorum_watch_reset(t->qw);
+		if (t->down_pending)
+			down_finish(t);
+		quorum_settle(t);
+	}
 	peer_lost(t, "our own connection to corosync is gone");
 	if (t->bye_pending) {
 		t->bye_pending = false;
@@ -413,6 +582,11 @@ static void dead_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (!t->grp)
 		return;
+	if (t->down_pending) {
+		/* Silent since its host left: the held Peer Down is due. */
+		quorum_hold_cb(-1, EV_TIMEOUT, t);
+		return;
+	}
 	/* What corosync holds for us counts: we may have been the one not scheduled. */
 	cpg_group_poll(t->grp);
 	if (detector_tick(&t->det, now_ms()) == DET_PEER_DOWN) {
@@ -522,6 +696,11 @@ static void cpg_free(void *impl)
 		return;
 	cpg_group_free(t->grp);
 	peer_link_free(t->data);
+	quorum_watch_free(t->qw);
+	if (t->quorum_ev)
+		event_free(t->quorum_ev);
+	if (t->quorum_hold)
+		event_free(t->quorum_hold);
 	if (t->hb_timer)
 		event_free(t->hb_timer);
 	if (t->dead_timer)
@@ -596,6 +775,8 @@ static void cpg_goodbye(void *impl, int goodbye_reason)
 	t->stopping = true;
 	evtimer_del(t->hb_timer);
 	evtimer_del(t->dead_timer);
+	if (t->quorum_hold)
+		evtimer_del(t->quorum_hold);
 	peer_link_goodbye(t->data, goodbye_reason);
 	event_active(t->finish_ev, EV_TIMEOUT, 0);
 }
@@ -644,7 +825,9 @@ struct peer_transport *cpg_transport_new(struct event_base *base, const struct d
 		.on_message = group_on_message,
 		.on_lost = group_on_lost,
 	};
+	static const struct quorum_watch_callbacks q_cbs = {.on_change = quorum_on_change};
 	static const uint8_t zero[FRAME_BOOT_ID_SIZE];
+	int req;
 	struct detector_config dc = {(uint32_t)cfg->peer_heartbeat_interval_ms,
 				     (uint32_t)cfg->peer_hang_timeout_ms};
 	struct peer_link_config lc;
@@ -693,9 +876,24 @@ struct peer_transport *cpg_transport_new(struct event_base *base, const struct d
 	t->grp = cpg_group_new(base, cfg->peer_cpg_group, &grp_cbs, t);
 	if (!t->grp)
 		goto fail;
+	req = quorum_require_parse(cfg->peer_require_quorum);
+	if (req < 0) {
+		log_warnx("peer: require_quorum must be auto, yes or no");
+		goto fail;
+	}
+	if (req != QUORUM_REQUIRE_NO) {
+		t->quorum_ev = event_new(base, -1, 0, quorum_ev_cb, t);
+		t->quorum_hold = evtimer_new(base, quorum_hold_cb, t);
+		t->qw = quorum_watch_new(base, (enum quorum_require)req, &q_cbs, t);
+		if (!t->quorum_ev || !t->quorum_hold || !t->qw)
+			goto fail;
+		/* Until corosync answers the quorum is unknown: say so once the loop runs. */
+		event_active(t->quorum_ev, EV_TIMEOUT, 0);
+	}
 	evtimer_add(t->hb_timer, &hb);
-	log_info("peer: corosync transport: CPG group \"%s\", hang timeout %ums; replication "
-		 "over TLS", cfg->peer_cpg_group, t->hang_ms);
+	log_info("peer: corosync transport: CPG group \"%s\", hang timeout %ums, require_quorum "
+		 "%s; replication over TLS", cfg->peer_cpg_group, t->hang_ms,
+		 quorum_require_name((enum quorum_require)req));
 	return peer_transport_wrap(&cpg_ops, t);
 fail:
 	cpg_free(t);

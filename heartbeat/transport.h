@@ -14,6 +14,7 @@
 #ifndef DUET_TRANSPORT_H
 #define DUET_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,11 @@ struct peer_transport_callbacks {
 	void (*on_data_down)(void *arg);
 	/* Optional.  peer_transport_goodbye() has finished. */
 	void (*on_closed)(void *arg);
+	/* Optional.  corosync with [peer] require_quorum: quorum is required and this node
+	 * lost it (lost), or has it again.  A loss is reported before the Peer Down of the same
+	 * membership change, a regained quorum after the Peer Up of a peer whose host is back
+	 * (docs/peer-protocol.md §8). */
+	void (*on_quorum)(void *arg, bool lost);
 };
 
 /* What each transport implements (transport_tcp.c, cpg_transport.c). */

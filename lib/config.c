@@ -65,6 +65,8 @@ static const struct ini_directive config_table[] = {
 	{"peer", "cpg_group", INI_STR, F(peer_cpg_group), 0, 0, "corosync: CPG group name"},
 	{"peer", "hang_timeout", INI_MS, F(peer_hang_timeout_ms), 20, 7200000,
 	 "corosync: silence of a member peer before Peer Down"},
+	{"peer", "require_quorum", INI_STR, F(peer_require_quorum), 0, 0,
+	 "corosync: take over only with quorum (auto, yes, no)"},
 	{"ha", "automatic_fallback", INI_BOOL, F(ha_automatic_fallback), 0, 1,
 	 "Enable Automatic Fallback"},
 	{"ha", "automatic_fallback_delay", INI_MS, F(ha_automatic_fallback_delay_ms), 0, BIG,
@@ -135,6 +137,7 @@ void config_defaults(struct duet_config *cfg)
 	snprintf(cfg->peer_transport, sizeof cfg->peer_transport, "tcp");
 	snprintf(cfg->peer_cpg_group, sizeof cfg->peer_cpg_group, "duet");
 	cfg->peer_hang_timeout_ms = 10000;
+	snprintf(cfg->peer_require_quorum, sizeof cfg->peer_require_quorum, "auto");
 	cfg->ha_automatic_fallback = 0;
 	cfg->ha_automatic_fallback_delay_ms = 30 * 60000;
 	/* Not the manual's 90 s / 120 s: the peer takes over in about a second and a node
@@ -169,6 +172,18 @@ int config_load(struct duet_config *cfg, const char *path, char *err, size_t err
 	}
 	if (!cfg->peer_cpg_group[0]) {
 		snprintf(err, errlen, "%s: [peer] cpg_group must not be empty", path);
+		return -1;
+	}
+	if (strcmp(cfg->peer_require_quorum, "auto") != 0 &&
+	    strcmp(cfg->peer_require_quorum, "yes") != 0 &&
+	    strcmp(cfg->peer_require_quorum, "no") != 0) {
+		snprintf(err, errlen, "%s: [peer] require_quorum must be auto, yes or no", path);
+		return -1;
+	}
+	if (strcmp(cfg->peer_require_quorum, "yes") == 0 &&
+	    strcmp(cfg->peer_transport, "corosync") != 0) {
+		snprintf(err, errlen, "%s: [peer] require_quorum = yes needs transport = corosync "
+			 "(the quorum is corosync's)", path);
 		return -1;
 	}
 	if (cfg->peer_hang_timeout_ms < 2 * cfg->peer_heartbeat_interval_ms) {

@@ -67,6 +67,7 @@ struct duet_config {
 	char peer_transport[16];       /* "tcp" (default) or "corosync" (heartbeat/transport.h) */
 	char peer_cpg_group[128];      /* corosync: the CPG group both srmds join */
 	long peer_hang_timeout_ms;     /* corosync: silence of a peer corosync still lists */
+	char peer_require_quorum[8];   /* corosync: auto (default), yes, no (quorum_watch.h) */
 
 	/* [ha] — the pair's state machine (ha/ha_fsm.h, docs/state-machine.md) */
 	int ha_automatic_fallback;           /* Enable Automatic Fallback */

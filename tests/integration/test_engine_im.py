@@ -135,15 +135,18 @@ class Suite:
         a.expect(is_presence(b.jid, "available"), 5,
                  f"{user_a} to get {b.jid}'s presence after approval")
 
-    def db_offline_count(self, user):
+    def db_value(self, sql):
         e = self.env
         res = subprocess.run([PSQL, "-h", e["NODE1_PGHOST"], "-p", e["NODE1_PGPORT"], "-U",
-                              "duet", "-d", "duet", "-Atqc",
-                              f"SELECT count(*) FROM offline_messages WHERE username = '{user}'"],
+                              "duet", "-d", "duet", "-Atqc", sql],
                              capture_output=True, text=True, timeout=20, check=False)
         if res.returncode != 0:
             raise XmppError(f"psql failed: {res.stderr.strip()}")
-        return int(res.stdout.strip())
+        return res.stdout.strip()
+
+    def db_offline_count(self, user):
+        return int(self.db_value(
+            f"SELECT count(*) FROM offline_messages WHERE username = '{user}'"))
 
     def wait_offline(self, user, want, timeout=8):
         deadline = time.monotonic() + timeout
@@ -357,6 +360,13 @@ class Suite:
         secs = lq.get("seconds", "")
         require(secs.isdigit() and 1 <= int(secs) <= 10, f"seconds since lb's logout: {short(ans)}")
         require_eq(lq.text, "gone fishing", "lb's last status")
+        # Logout times are written in batches (engine/last_activity.c): the row comes soon.
+        sql = ("SELECT status || ' ' || (now() - logout_at < interval '60 seconds')"
+               " FROM last_activity WHERE username = 'lb'")
+        deadline = time.monotonic() + 10
+        while self.db_value(sql) != "gone fishing true" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        require_eq(self.db_value(sql), "gone fishing true", "lb's stored logout")
         c = self.online(clients, "lc")
         ans = c.iq("get", f"<query xmlns='{NS_LAST}'/>", to=self.bare("lb"))
         require_eq((ans.get("type"), error_condition(ans), error_type(ans)),

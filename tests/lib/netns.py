@@ -11,10 +11,13 @@ here.  With namespaces and addresses of your own:
     quorum_status("myns-a")                            # {"nodes": 2, "expected": 2, "total": 2, "quorate": True, ...}
     qnetd_start("myns-q", d / "qnetd") / qdevice_start("myns-a", d / "n1")
 
-The Cluster class is the small network tests/integration/test_corosync_transport.py uses:
-two namespaces <p>-n1 / <p>-n2 joined by a veth pair (10.213.0.1 / .2) and, with
-qnetd=True, a third <p>-n3 reached from node N over its own veth (10.213.N.3), running
-corosync-qnetd with corosync-qdevice on both nodes (ffsplit, tie-breaker lowest).
+The Cluster class is the small network tests/integration/test_corosync_*.py use: two
+namespaces <p>-n1 / <p>-n2 joined by a veth pair (10.213.0.1 / .2) and, with qnetd=True, a
+third <p>-n3 reached from node N over its own veth (10.213.N.3), running corosync-qnetd with
+corosync-qdevice on both nodes (ffsplit, tie-breaker lowest).  Cluster.partition(True) drops
+everything on the node-to-node veth (nftables, both nodes) and leaves the links to qnetd up.
+`with inside(ns):` runs code in a namespace (sockets made there stay there), for clients of
+a node's listeners.
 
 What this has to work around (../shared/notes/corosync-netns.md): corosync 3.1 hard-codes
 /var/run/corosync.pid, so each daemon gets a private tmpfs /run in the mount namespace `ip
@@ -25,6 +28,8 @@ Needs root.  Everything started is stopped by pid, namespaces removed, also on f
 (use `with Cluster(...) as c:`).
 """
 
+import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -62,6 +67,29 @@ def why_unusable(qnetd=False):
         if not shutil.which(tool):
             return f"{tool} is not installed (contrib/install-deps test)"
     return None
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def inside(netns):
+    """Run the block in network namespace `netns` (this thread only; root).  Sockets
+    created inside keep that namespace after the block."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise CorosyncError(f"setns {netns}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise CorosyncError(f"setns back: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(target)
+        os.close(home)
 
 
 def pid_alive(pid):
@@ -308,6 +336,27 @@ class Cluster:
     def link(self, up):
         """The veth between the two nodes up or down (a partition both sides see)."""
         run(IP, "-n", self.ns(1), "link", "set", self.veth[0], "up" if up else "down")
+
+    def partition(self, cut):
+        """Drop (cut=True) or let through again everything on the node-to-node veth, on
+        both nodes (nftables): a partition in which each node still reaches qnetd."""
+        for n in (1, 2):
+            table = f"{self.prefix}part"
+            run(IP, "netns", "exec", self.ns(n), "nft", "delete", "table", "inet", table,
+                check=False)
+            if not cut:
+                continue
+            v = self.veth[n - 1]
+            rules = (f"table inet {table} {{\n"
+                     f" chain in {{\n  type filter hook input priority 0; policy accept;\n"
+                     f"  iifname \"{v}\" drop\n }}\n"
+                     f" chain out {{\n  type filter hook output priority 0; policy accept;\n"
+                     f"  oifname \"{v}\" drop\n }}\n}}\n")
+            res = subprocess.run([IP, "netns", "exec", self.ns(n), "nft", "-f", "-"],
+                                 input=rules, text=True, capture_output=True, timeout=10,
+                                 check=False)
+            if res.returncode != 0:
+                raise CorosyncError(f"nft in {self.ns(n)}: {res.stderr.strip()}")
 
     def down(self):
         for name in sorted(self.pids, key=lambda k: not k.startswith("qdevice")):

@@ -699,6 +699,179 @@ static void test_split_brain_heals(void **state)
 	assert_true(N(1)->releases > 0 && N(2)->releases > 0);
 }
 
+/* ---- quorum required (corosync with a quorum device, [peer] require_quorum) ---- */
+
+/* A partition: corosync gives the quorum device's vote to node 1's side.  The transport
+ * reports node 2's quorum loss before the peer's loss. */
+static void quorum_partition(void)
+{
+	pair_normal();
+	P.link = false;
+	assert_int_equal(ev_simple(2, HA_EV_QUORUM_LOST), HA_OK);
+	/* The peer is still seen: nothing changes yet (both sides still coordinate). */
+	expect(2, HA_ST_NORMAL, HA_RS_NORMAL);
+	expect_serve(1, 2);
+	assert_int_equal(ev_simple(1, HA_EV_PEER_LOST), HA_OK);
+	int before = N(2)->releases;
+	/* The release of node 2's users goes to the peer at once: no window of two writers. */
+	struct ha_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = HA_EV_PEER_LOST;
+	ev.now_ms = ++P.now;
+	struct ha_actions out;
+	assert_int_equal(ha_fsm_handle(&N(2)->f, &ev, &out), HA_OK);
+	bool released = false;
+	for (size_t i = 0; i < out.n; i++)
+		if (out.a[i].type == HA_ACT_RELEASE) {
+			assert_int_equal(out.a[i].home, 2);
+			assert_true(out.a[i].to_peer);
+			assert_int_equal(out.a[i].window_ms, 0);
+			released = true;
+		}
+	assert_true(released);
+	exec(2, &out);
+	assert_int_equal(N(2)->releases, before + 1);
+}
+
+static void test_quorum_partition_minority_stops(void **state)
+{
+	(void)state;
+	quorum_partition();
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	expect(2, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	expect_serve(3, 0); /* one writer for every user */
+	/* Heal: the peer first, then the quorum (the transport holds it until the HELLO). */
+	connect_link();
+	assert_int_equal(ev_simple(2, HA_EV_QUORUM_BACK), HA_OK);
+	heartbeats();
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	expect(2, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	expect_serve(3, 0);
+	/* The operator's fallback on node 2 (docs/deploy-corosync.md §7). */
+	assert_int_equal(ev_op(2, HA_EV_OP_FALLBACK, 0), HA_OK);
+	pump();
+	expect(2, HA_ST_TAKING_BACK, HA_RS_ADMIN);
+	catchup(2);
+	fire(1, HA_TM_RELEASE);
+	pump();
+	expect(1, HA_ST_NORMAL, HA_RS_NORMAL);
+	expect(2, HA_ST_NORMAL, HA_RS_NORMAL);
+	expect_serve(1, 2);
+}
+
+static void test_quorum_minority_in_backup_stops(void **state)
+{
+	(void)state;
+	/* Node 2 serves everyone (node 1 failed over) when the partition puts it alone. */
+	service_failover(HA_SVC_ENGINE);
+	ev_svc(1, HA_EV_SERVICE_UP, HA_SVC_ENGINE);
+	heartbeats();
+	expect(1, HA_ST_FAILED_OVER, HA_RS_CSD);
+	expect(2, HA_ST_BACKUP, HA_RS_CSD);
+	P.link = false;
+	assert_int_equal(ev_simple(2, HA_EV_QUORUM_LOST), HA_OK);
+	assert_int_equal(ev_simple(2, HA_EV_PEER_LOST), HA_OK);
+	assert_int_equal(ev_simple(1, HA_EV_PEER_LOST), HA_OK);
+	/* The side with the quorum takes everyone back: T16 from Failed Over. */
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	expect(2, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	expect_serve(3, 0);
+}
+
+static void test_quorum_lost_alone_then_back(void **state)
+{
+	(void)state;
+	pair_normal();
+	/* Node 2's srmd dies: its host stays in the membership, quorum is kept. */
+	P.link = false;
+	assert_int_equal(ev_simple(1, HA_EV_PEER_LOST), HA_OK);
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	/* Then node 1 loses the quorum (node 2's host and qnetd gone): it serves nobody. */
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_LOST), HA_OK);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	assert_int_equal(N(1)->f.serve, 0);
+	/* A Peer Down now is no reason to take over either. */
+	assert_int_equal(ev_simple(1, HA_EV_PEER_GOODBYE), HA_OK);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	/* Quorum back, the peer still not seen: everyone is served here again. */
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_BACK), HA_OK);
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	assert_int_equal(N(1)->f.serve, 3);
+}
+
+static void test_quorum_with_peer_changes_nothing(void **state)
+{
+	(void)state;
+	pair_normal();
+	/* Both nodes lose quorum together (they still see each other): they coordinate. */
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_LOST), HA_OK);
+	assert_int_equal(ev_simple(2, HA_EV_QUORUM_LOST), HA_OK);
+	heartbeats();
+	expect(1, HA_ST_NORMAL, HA_RS_NORMAL);
+	expect(2, HA_ST_NORMAL, HA_RS_NORMAL);
+	expect_serve(1, 2);
+	assert_int_equal(ev_op(1, HA_EV_OP_FAILOVER, 0), HA_OK);
+	pump();
+	fire(1, HA_TM_RELEASE);
+	pump();
+	expect(1, HA_ST_IDLE, HA_RS_ADMIN);
+	expect(2, HA_ST_BACKUP, HA_RS_ADMIN);
+	expect_serve(0, 3);
+}
+
+static void test_quorum_init_alone(void **state)
+{
+	(void)state;
+	boot(1);
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_LOST), HA_OK);
+	fire(1, HA_TM_INIT);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	assert_int_equal(N(1)->f.serve, 0);
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_BACK), HA_OK);
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	assert_int_equal(N(1)->f.serve, 3);
+}
+
+static void test_quorum_failed_mode_serves_nobody(void **state)
+{
+	(void)state;
+	pair_normal();
+	assert_int_equal(ev_simple(1, HA_EV_INTERNAL_ERROR), HA_OK);
+	pump();
+	expect(1, HA_ST_FAILED_MODE, HA_RS_UNKNOWN);
+	P.link = false;
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_LOST), HA_OK);
+	assert_int_equal(ev_simple(1, HA_EV_PEER_LOST), HA_OK);
+	/* Still the failed state an operator must look at, but without users. */
+	expect(1, HA_ST_FAILED_MODE, HA_RS_UNKNOWN);
+	assert_int_equal(N(1)->f.serve, 0);
+	/* Recovery without quorum and peer: failed over, not Normal. */
+	assert_int_equal(ev_simple(1, HA_EV_OP_RECOVER), HA_OK);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_QUORUM_LOST);
+	assert_int_equal(N(1)->f.serve, 0);
+}
+
+static void test_quorum_services_back_peer_gone(void **state)
+{
+	(void)state;
+	/* Failed Over, the peer lost while the engine was down: nobody takes over then... */
+	service_failover(HA_SVC_ENGINE);
+	ev_svc(1, HA_EV_SERVICE_UP, HA_SVC_ENGINE);
+	heartbeats();
+	ev_svc(1, HA_EV_SERVICE_DOWN, HA_SVC_ENGINE);
+	P.link = false;
+	assert_int_equal(ev_simple(1, HA_EV_PEER_LOST), HA_OK);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_CSD);
+	/* ... and the engine back takes everyone, unless quorum is lost. */
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_LOST), HA_OK);
+	ev_svc(1, HA_EV_SERVICE_UP, HA_SVC_ENGINE);
+	expect(1, HA_ST_FAILED_OVER, HA_RS_CSD);
+	assert_int_equal(N(1)->f.serve, 0);
+	assert_int_equal(ev_simple(1, HA_EV_QUORUM_BACK), HA_OK);
+	expect(1, HA_ST_BACKUP, HA_RS_PEER_DOWN);
+	assert_int_equal(N(1)->f.serve, 3);
+}
+
 static void test_refusals_change_nothing(void **state)
 {
 	(void)state;
@@ -851,6 +1024,13 @@ int main(void)
 		T(test_T23_auto_recover_critical_service_down),
 		T(test_T24_ha_disabled_unknown),
 		T(test_split_brain_heals),
+		T(test_quorum_partition_minority_stops),
+		T(test_quorum_minority_in_backup_stops),
+		T(test_quorum_lost_alone_then_back),
+		T(test_quorum_with_peer_changes_nothing),
+		T(test_quorum_init_alone),
+		T(test_quorum_failed_mode_serves_nobody),
+		T(test_quorum_services_back_peer_gone),
 		T(test_refusals_change_nothing),
 		T(test_hostile_events_rejected),
 		T(test_snapshot_text),

@@ -9,6 +9,11 @@
  *   - after faults stop, the pair reaches a stable state within SETTLE_MS, and in every
  *     stable state each home node (1 and 2) is served by exactly one node;
  *   - snapshots survive format/parse.
+ * In half of the seeds quorum is required (corosync with a quorum device): a heartbeat
+ * timeout while the link is blocked splits the membership, and only node 1 has quorum then
+ * (qnetd's vote, tie-breaker lowest) unless qnetd is down too (a fault of its own).  While
+ * the membership is split, no home node may be served by both nodes for more than
+ * SPLIT_BRAIN_MS either (unless a node is in maintenance, Unknown). 
  * DUET_SIM_SEEDS=N runs N seeds (default 10000); DUET_SIM_SEED=S reruns seed S with the
  * trace printed.  A failing seed prints its number and its trace. */
 #include <setjmp.h>
@@ -32,6 +37,9 @@
 #define SETTLE_MS 15000
 #define END_MS (FAULT_MS + SETTLE_MS + 3000)
 #define SPLIT_BRAIN_MS 600
+/* The transport holds a regained quorum this long for the peer's HELLO when the peer's host
+ * is back in the membership (cpg_transport.c). */
+#define QUORUM_HOLD_MS 1000
 #define QMAX 512
 
 enum eng_state { ENG_DOWN, ENG_STARTING, ENG_UP, ENG_HUNG };
@@ -83,6 +91,13 @@ struct sim {
 	bool conn_up;
 	int64_t reconnect_at;
 	int64_t partition_until, burst_until;
+	/* quorum (corosync with a quorum device) */
+	bool quorum_mode;
+	bool cs_split;            /* the membership is split (both sides alone) */
+	int64_t merge_at;         /* the split ended while one srmd was down */
+	int64_t blocked_since;    /* the link has been blocked since (0: not blocked) */
+	int64_t qnetd_down_until;
+	bool quorum_fed_lost[2];  /* what each state machine was last told */
 	struct queue link[2]; /* link[i]: towards node i */
 	int64_t next_fault;
 	int64_t overlap_since[2];
@@ -346,6 +361,47 @@ static void feed_op(struct sim *s, struct node *nd, enum ha_event_type type, int
 	feed(s, nd, &ev);
 }
 
+/* ---- quorum ---- */
+
+static bool quorum_lost_now(const struct sim *s, int i)
+{
+	if (!s->quorum_mode || !s->cs_split)
+		return false;
+	/* ffsplit with tie_breaker lowest: qnetd votes for node 1's side, when reachable. */
+	return !(i == 0 && s->now >= s->qnetd_down_until);
+}
+
+/* Tell node i's state machine what corosync says now (the transport reports each change). */
+static void quorum_sync(struct sim *s, int i)
+{
+	struct node *nd = &s->n[i];
+	bool lost = quorum_lost_now(s, i);
+	if (!nd->alive || lost == s->quorum_fed_lost[i])
+		return;
+	s->quorum_fed_lost[i] = lost;
+	trace(s, "node %d: quorum %s", nd->id, lost ? "lost" : "back");
+	feed_simple(s, nd, lost ? HA_EV_QUORUM_LOST : HA_EV_QUORUM_BACK);
+}
+
+/* A heartbeat timed out: with the link blocked, both hosts are up and apart (a partition or
+ * a loss burst long enough to break corosync's ring); a dead srmd leaves the ring whole. */
+static bool link_blocked(const struct sim *s)
+{
+	return s->now < s->partition_until || s->now < s->burst_until;
+}
+
+static void membership_maybe_split(struct sim *s)
+{
+	if (!s->quorum_mode || s->cs_split || !link_blocked(s))
+		return;
+	s->cs_split = true;
+	s->merge_at = 0;
+	trace(s, "membership split");
+	/* Corosync tells the quorum before the transport reports the peer down. */
+	for (int i = 0; i < 2; i++)
+		quorum_sync(s, i);
+}
+
 /* ---- nodes: srmd process, engine, database ---- */
 
 static void node_boot(struct sim *s, struct node *nd)
@@ -370,6 +426,9 @@ static void node_boot(struct sim *s, struct node *nd)
 	exec_actions(s, nd, &out);
 	/* srmd's first database check (the database is a service of its own). */
 	feed_service(s, nd, nd->db_up ? HA_EV_SERVICE_UP : HA_EV_SERVICE_DOWN, HA_SVC_DATABASE);
+	/* A new state machine knows no quorum loss: the transport reports it at start. */
+	s->quorum_fed_lost[nd->id - 1] = false;
+	quorum_sync(s, nd->id - 1);
 }
 
 static void node_kill(struct sim *s, struct node *nd, int64_t down_ms, bool goodbye)
@@ -459,7 +518,7 @@ static void operator_random(struct sim *s)
 static void fault_random(struct sim *s)
 {
 	struct node *nd = &s->n[rnd(s) % 2];
-	int kind = (int)(rnd(s) % 14);
+	int kind = (int)(rnd(s) % (s->quorum_mode ? 15 : 14));
 	switch (kind) {
 	case 0:
 	case 1:
@@ -501,10 +560,14 @@ static void fault_random(struct sim *s)
 		node_kill(s, nd, rnd_range(s, 100, 3000), true);
 		break;
 	case 8:
+		if (!link_blocked(s))
+			s->blocked_since = s->now;
 		s->partition_until = s->now + rnd_range(s, 100, 4000);
 		trace(s, "fault: partition until %lld", (long long)s->partition_until);
 		break;
 	case 9:
+		if (!link_blocked(s))
+			s->blocked_since = s->now;
 		s->burst_until = s->now + rnd_range(s, 50, 1200);
 		trace(s, "fault: loss burst until %lld", (long long)s->burst_until);
 		break;
@@ -520,6 +583,12 @@ static void fault_random(struct sim *s)
 		} else {
 			nd->slow_repl = !nd->slow_repl;
 		}
+		break;
+	case 14:
+		s->qnetd_down_until = s->now + rnd_range(s, 200, 3000);
+		trace(s, "fault: qnetd unreachable until %lld", (long long)s->qnetd_down_until);
+		quorum_sync(s, 0);
+		quorum_sync(s, 1);
 		break;
 	}
 }
@@ -537,6 +606,8 @@ static void quiet_start(struct sim *s)
 			nd->restart_at = s->now;
 	}
 	s->partition_until = s->burst_until = 0;
+	s->qnetd_down_until = 0;
+	s->blocked_since = 0;
 	s->next_quiet_op = s->now + 500;
 }
 
@@ -584,9 +655,12 @@ static void check_invariants(struct sim *s)
 	bool maint = s->n[0].fsm.state == HA_ST_UNKNOWN || s->n[1].fsm.state == HA_ST_UNKNOWN ||
 		     s->n[0].fsm.state == HA_ST_INITIALIZING ||
 		     s->n[1].fsm.state == HA_ST_INITIALIZING;
+	bool frozen = s->n[0].fsm.state == HA_ST_UNKNOWN || s->n[1].fsm.state == HA_ST_UNKNOWN;
 	for (int h = 1; h <= 2; h++) {
 		bool both = serving(&s->n[0], h) && serving(&s->n[1], h);
-		if (both && link_healthy(s) && !maint) {
+		/* With quorum required, a split membership does not excuse two writers. */
+		bool checked = (link_healthy(s) && !maint) || (s->cs_split && !frozen);
+		if (both && checked) {
 			if (!s->overlap_since[h - 1])
 				s->overlap_since[h - 1] = s->now;
 			int64_t d = s->now - s->overlap_since[h - 1];
@@ -664,9 +738,24 @@ static int64_t next_time(const struct sim *s)
 		t = min_t(t, nd->catchup_at);
 		t = min_t(t, nd->users_failed_at);
 	}
-	if (!s->conn_up && s->n[0].alive && s->n[1].alive)
-		t = min_t(t, s->reconnect_at > s->partition_until ? s->reconnect_at
-								  : s->partition_until);
+	if (!s->conn_up && s->n[0].alive && s->n[1].alive) {
+		int64_t r = s->reconnect_at > s->partition_until ? s->reconnect_at
+								 : s->partition_until;
+		if (s->quorum_mode && r < s->burst_until)
+			r = s->burst_until;
+		t = min_t(t, r);
+	}
+	if (s->cs_split) {
+		int64_t unblock = s->partition_until > s->burst_until ? s->partition_until
+								      : s->burst_until;
+		if (unblock > s->now)
+			t = min_t(t, unblock);
+		else
+			t = min_t(t, s->merge_at ? s->merge_at + QUORUM_HOLD_MS : s->now + 10);
+	}
+	t = min_t(t, s->qnetd_down_until);
+	if (s->quorum_mode && !s->cs_split && s->blocked_since)
+		t = min_t(t, s->blocked_since + HB_TIMEOUT);
 	if (s->now < FAULT_MS)
 		t = min_t(t, s->next_fault < FAULT_MS ? s->next_fault : FAULT_MS);
 	else
@@ -708,19 +797,53 @@ static void step(struct sim *s)
 	for (int i = 0; i < 2; i++)
 		if (!s->n[i].alive && s->n[i].restart_at && s->now >= s->n[i].restart_at)
 			node_boot(s, &s->n[i]);
+	/* Corosync's membership merges only once messages get through again. */
 	if (!s->conn_up && s->n[0].alive && s->n[1].alive && s->now >= s->reconnect_at &&
-	    s->now >= s->partition_until) {
+	    s->now >= s->partition_until && !(s->quorum_mode && link_blocked(s))) {
 		s->conn_up = true;
 		s->link[0].n = s->link[1].n = 0;
 		s->link[0].last_at = s->link[1].last_at = 0;
 		trace(s, "link connected");
+		if (s->cs_split)
+			trace(s, "membership merged");
+		s->cs_split = false;
+		s->merge_at = 0;
 		for (int i = 0; i < 2; i++) {
 			s->n[i].view_alive = true;
 			s->n[i].last_rx = s->now;
 			s->n[i].next_hb = s->now + HB_INT;
 			feed_simple(s, &s->n[i], HA_EV_PEER_UP);
+			/* Quorum back only after the peer's HELLO (cpg_transport.c holds it). */
+			quorum_sync(s, i);
 			send_state(s, &s->n[i]);
 		}
+	}
+	if (s->cs_split && link_blocked(s))
+		s->merge_at = 0; /* apart again */
+	if (s->cs_split && !link_blocked(s) && !(s->n[0].alive && s->n[1].alive)) {
+		/* The hosts see each other again but one srmd is down: no HELLO comes, so the
+		 * transport gives up holding the regained quorum after a while. */
+		if (!s->merge_at) {
+			s->merge_at = s->now;
+			trace(s, "membership merged (one srmd down)");
+		} else if (s->now >= s->merge_at + QUORUM_HOLD_MS) {
+			s->cs_split = false;
+			s->merge_at = 0;
+			for (int i = 0; i < 2; i++)
+				quorum_sync(s, i);
+		}
+	}
+	/* Corosync's own token: hosts apart for that long split the membership, whether or not
+	 * an srmd noticed (one may be down). */
+	if (s->blocked_since && !link_blocked(s))
+		s->blocked_since = 0;
+	if (s->blocked_since && s->now >= s->blocked_since + HB_TIMEOUT)
+		membership_maybe_split(s);
+	if (s->quorum_mode && s->qnetd_down_until && s->now >= s->qnetd_down_until) {
+		s->qnetd_down_until = 0;
+		trace(s, "qnetd reachable again");
+		for (int i = 0; i < 2; i++)
+			quorum_sync(s, i);
 	}
 	for (int i = 0; i < 2; i++)
 		deliver(s, i);
@@ -751,6 +874,7 @@ static void step(struct sim *s)
 		if (nd->view_alive && s->now - nd->last_rx >= HB_TIMEOUT) {
 			nd->view_alive = false;
 			trace(s, "node %d: peer heartbeat timeout", nd->id);
+			membership_maybe_split(s);
 			feed_simple(s, nd, HA_EV_PEER_LOST);
 			link_close(s);
 		}
@@ -780,6 +904,7 @@ static bool sim_run(unsigned seed, bool verbose, char *why, size_t whylen)
 	if (!s.rng)
 		s.rng = 1;
 	bool autofb = chance(&s, 40);
+	s.quorum_mode = chance(&s, 50);
 	for (int i = 0; i < 2; i++) {
 		struct ha_config *c = &s.cfg[i];
 		ha_config_defaults(c, i + 1);
@@ -796,7 +921,8 @@ static bool sim_run(unsigned seed, bool verbose, char *why, size_t whylen)
 	}
 	s.next_fault = rnd_range(&s, 300, 1500);
 	s.reconnect_at = 0;
-	trace(&s, "seed %u: automatic fallback %s", seed, autofb ? "on" : "off");
+	trace(&s, "seed %u: automatic fallback %s, quorum %s", seed, autofb ? "on" : "off",
+	      s.quorum_mode ? "required" : "not required");
 	while (!s.failure[0]) {
 		s.now = next_time(&s);
 		step(&s);

@@ -295,7 +295,8 @@ static void test_prepared(void **state)
 		const char *params[1] = {n};
 		calls[i].done = &done;
 		calls[i].seq = &seq;
-		assert_non_null(pg_query(pool, "SELECT $1::int + 1", 1, params, on_call, &calls[i]));
+		assert_non_null(
+			pg_query(pool, "SELECT $1::int + 1", 1, params, on_call, &calls[i]));
 	}
 	for (int i = 0; i < 2; i++) {
 		bad[i] = (struct call){.done = &done, .seq = &seq};
