@@ -26,6 +26,7 @@ from pair_harness import Fail, Pair, load_env  # noqa: E402  (path set above)
 import fault_net  # noqa: E402
 
 BASE_PORT = 15222  # private namespaces: nothing else listens there
+ENGINE_BACKOFF_RESET_S = 60  # ha/engine_child.c BACKOFF_RESET_MS
 DIR_PREFIX = "duetf"
 TRANSITION = re.compile(r"ha: event (\S+): (.+?) \((.+?)\) -> (.+?) \((.+?)\) \[(.*)\]")
 
@@ -48,15 +49,15 @@ def remove_stale_dirs(log):
 
 
 class FaultPair(Pair):
-    def __init__(self, build, log, net, transport="tcp"):
+    def __init__(self, build, log, net):
         super().__init__(build, log)
         os.rmdir(self.dir)
         # The pid in the name lets a later run recognise a directory this run left.
         self.dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}.", dir="/tmp")
         self.net = net
-        self.transport = transport
         self.watcher = None
         self.frozen = set()  # nodes whose srmd is stopped (SIGSTOP): not asked anything
+        self.engine_killed = {}  # node -> monotonic time presenced was last killed here
 
     def lg(self, *args, check=True, extra_env=None):
         """contrib/local-group, always with the nodes' namespaces and addresses (start and
@@ -66,6 +67,9 @@ class FaultPair(Pair):
             "DUET_NODE_NETNS": f"{self.net.ns[1]} {self.net.ns[2]}",
         }
         env.update(extra_env or {})
+        if args and args[0] in ("start", "stop") and len(args) > 2:
+            # A new srmd supervises a new engine: its restart backoff starts over.
+            self.engine_killed.pop(int(args[2]), None)
         return super().lg(*args, check=check, extra_env=env)
 
     def up(self, extra_env=None, peer_conf="", route_conf=""):
@@ -120,10 +124,18 @@ class FaultPair(Pair):
         if pid:
             try:
                 os.kill(pid, signal.SIGKILL)
+                self.engine_killed[n] = time.monotonic()
                 return pid
             except ProcessLookupError:
                 pass
         return 0
+
+    def engine_backoff_reset_in(self, n):
+        """Seconds until srmd's restart backoff for node n's presenced is back at its
+        minimum (ha/engine_child.c BACKOFF_RESET_MS: 60 s healthy after the last crash we
+        caused), 0 if it is."""
+        t = self.engine_killed.get(n)
+        return 0.0 if t is None else max(0.0, t + ENGINE_BACKOFF_RESET_S + 5 - time.monotonic())
 
     # ---- what srmd logged ----
 
@@ -146,6 +158,17 @@ class FaultPair(Pair):
             f.seek(offset)
             text = f.read().decode("utf-8", errors="replace")
         return [line for line in text.splitlines() if needle in line]
+
+    def dump_logs(self, lines=60):
+        """The end of both srmd logs, without the watcher's status requests."""
+        for n in (1, 2):
+            try:
+                text = self.log_text(n).splitlines(True)
+            except (OSError, TypeError, KeyError):
+                continue
+            text = [t for t in text if not re.search(r"ctl: uid \d+ pid \d+: status$", t)]
+            print(f"---- node {n} srmd.log (tail, without status requests) ----\n"
+                  + "".join(text[-lines:]), file=sys.stderr, flush=True)
 
     def start_watcher(self, period=0.2):
         self.watcher = StateWatcher(self, period)

@@ -20,6 +20,27 @@ BACKUP = "Running in Backup Mode"
 DOWN = ("(srmd down)", None)  # T16/T17: the failed node shows no state
 
 
+class ScenarioFailure(Fail):
+    """The scenario ran to its end (the pair is back to T1, every user home), but the
+    clients' ledger or a check found problems: [(kind, text, traffic.Sent or None)]."""
+
+    def __init__(self, name, problems):
+        self.problems = problems
+        super().__init__(f"{name}: {len(problems)} problem(s) with the clients' messages or "
+                         "the data:\n  " + "\n  ".join(t for _, t, _ in problems[:40]))
+
+
+class KnownBug:
+    """A product bug a scenario shows, described in the report of the fault tests and not
+    fixed here.  The scenario's failure is expected (XFAIL) as long as every problem is
+    explained by the bug (`matches(run, problem)`); if the scenario passes, the fix has
+    landed and the marker must be removed (the run fails until it is)."""
+
+    def __init__(self, text, matches):
+        self.text = text
+        self.matches = matches
+
+
 class Run:
     """What a scenario works with: the pair, the network, the clients, the options."""
 
@@ -33,6 +54,9 @@ class Run:
         self.name = None
         self.offsets = {}
         self.mark = 0
+        self.extra = []    # problems found by the scenario's own checks
+        self.window = None  # stop-postgres: (start, end) of the database outage
+        self.failed = None  # the node the fault hit
 
     def silent_s(self, hung=False):
         """How long the transport takes to notice a silent peer (hung: an srmd that stopped
@@ -87,6 +111,10 @@ class Run:
         self.expect({1: NORMAL, 2: NORMAL}, 30, "T1 Normal / Normal at the end")
         self.pair.wait_converged(f"{self.name}: end", timeout=30)
         problems, summary = self.traffic.settle()
+        problems += self.extra
+        states = (self.pair.state(1), self.pair.state(2))
+        if states != (NORMAL, NORMAL):  # T1 must hold, not only have been seen
+            raise Fail(f"{self.name}: not T1 any more at the end: {self.pair.both()}")
         history = self.pair.watcher.since(self.mark)
         self.log(f"{self.name}: states seen: " + "; ".join(
             f"node {n} {s} ({r})" for _, n, s, r in history))
@@ -97,8 +125,7 @@ class Run:
         if problems:
             for line in self.traffic.events[-30:]:
                 self.log(f"  client event at {line[0]:.2f}: {line[1]}")
-            raise Fail(f"{self.name}: {len(problems)} problem(s) with the clients' "
-                       "messages:\n  " + "\n  ".join(problems[:40]))
+            raise ScenarioFailure(self.name, problems)
 
 
 # ---- process faults ---------------------------------------------------------------------
@@ -124,6 +151,12 @@ def kill_presenced(run, f=2):
     """kill -9 of presenced: once (restarted inside the Critical Service Down Delay: T1
     throughout), then again and again until the delay runs out: T12, then T11."""
     p = 3 - f
+    # After the repeated kills of an earlier round srmd waits longer than the Critical
+    # Service Down Delay before a restart, until the engine ran 60 s without a crash.
+    wait = run.pair.engine_backoff_reset_in(f)
+    if wait:
+        run.log(f"{run.name}: waiting {wait:.0f} s for srmd's engine restart backoff to reset")
+        time.sleep(wait)
     pid = run.pair.kill_engine(f)
     run.fault(f"kill -9 of node {f}'s presenced (pid {pid}), once")
     deadline = time.monotonic() + 20
@@ -161,27 +194,63 @@ def kill_presenced(run, f=2):
 
 
 def stop_postgres(run, f=1):
-    """The database stops: T13 (Database Failure); started again: Failed Over."""
+    """The database stops: T13 (Database Failure); started again: Failed Over.  Right after
+    the stop, before the failover, a probe message from a node-F user to an offline user of
+    P (never looked up by F's engine before) must end up in the offline store of both
+    nodes, like every other message of the outage."""
     p = 3 - f
+    run.failed = f
+    t0 = time.monotonic()
     run.fault(f"node {f}'s PostgreSQL stopped")
     run.pair.lg("db-stop", run.pair.dir, str(f))
+    probe = run.traffic.probe(f, run.traffic.offline[p])
     run.expect({f: (CSNR, "Database Failure"), p: (BACKUP, "Database Failure")}, 30,
                f"T13: database down on node {f}")
+    # Until the moved sessions have left node F (re-login window 1 s, and some slack).
+    run.window = (t0, time.monotonic() + 3)
     run.users_at(lambda a: p, f"every user served by node {p}")
     run.traffic.wait_flowing(2, 30, f"{run.name}: messages while the database is down")
     run.pair.lg("db-start", run.pair.dir, str(f))
     run.expect({f: ("Failed Over", "Database Failure"), p: (BACKUP, "Database Failure")}, 30,
                f"T11: database back on node {f}, Failed Over (Database Failure)")
     run.fallback(f)
+    run.pair.wait_converged(f"{run.name}: after the fallback", timeout=30)
+    stored = {n: int(run.pair.psql(n, "SELECT count(*) FROM offline_messages WHERE username ="
+                                      f" '{probe.rcpt.name}' AND position('{probe.mid}' IN"
+                                      " stanza) > 0")[0][0]) for n in (1, 2)}
+    if stored != {1: 1, 2: 1}:
+        run.extra.append(("lost", f"{probe}: the message to an offline user, sent while node "
+                                  f"{f}'s database was down, is stored {stored} times in the "
+                                  f"offline store of nodes 1 and 2, want once on each", probe))
     run.finish()
 
 
-def sigstop_srmd(run, f=2):
-    """srmd hangs (SIGSTOP) for longer than the dead timeout, then continues: the peer
+def db_down_bounce(run, problem):
+    """Known bug (stop-postgres): while node F's database is down and F has not failed over
+    yet, F's engine cannot look up the home node of a recipient it has neither loaded nor
+    cached (the lookup is a database query: engine/route.c route_intercept -> user_with).
+    The message waits for the lookup, which fails after about 5 s ("user u2b: load failed:
+    database unavailable"), and is then bounced with service-unavailable; by then the
+    failover has usually moved the sender's session, so the bounce reaches nobody and the
+    message is lost.  The route link was up all along and the peer, which serves the
+    recipient and whose database works, could have taken it."""
+    kind, _, m = problem
+    return (kind in ("bounced", "lost") and m is not None and run.window is not None
+            and m.sender.home == run.failed and run.window[0] <= m.t <= run.window[1])
+
+
+def sigstop_srmd(run, f=1):
+    """srmd hangs (SIGSTOP) for longer than the detection time, then continues: the peer
     takes over (T16 Peer Down), and once the hung node is back the split brain resolves
-    itself to T1 (the owner keeps its users)."""
+    itself to T1 (the owner keeps its users).  presenced never hung; srmd sometimes
+    restarts it after the SIGCONT anyway (a product bug, logged as a NOTE)."""
     p = 3 - f
     hold = run.silent_s(hung=True) + 3
+    wait = run.pair.engine_backoff_reset_in(f)
+    if wait:  # a restart of presenced now would come after the delay (see kill_presenced)
+        run.log(f"{run.name}: waiting {wait:.0f} s for srmd's engine restart backoff to reset")
+        time.sleep(wait)
+    restarts = run.pair.status(f)["engine"]["restarts"]
     pid = run.pair.signal_srmd(f, signal.SIGSTOP)
     t0 = time.monotonic()
     run.fault(f"SIGSTOP of node {f}'s srmd (pid {pid}) for {hold:.0f} s")
@@ -194,6 +263,18 @@ def sigstop_srmd(run, f=2):
         run.pair.signal_srmd(f, signal.SIGCONT)
     run.log(f"{run.name}: SIGCONT")
     run.expect({1: NORMAL, 2: NORMAL}, 30, "T1: the hung node is back, split brain resolved")
+    killed = run.logged(f, "hung: sending SIGKILL")
+    if killed:
+        run.pair.engine_killed[f] = time.monotonic()
+    now = run.pair.status(f)["engine"]["restarts"]
+    if now != restarts or killed:
+        # A product bug, seen now and then (not every time, so not a KnownBug marker):
+        # resuming srmd finds the reply to a 'health' request sent before the stop overdue
+        # and kills the presenced that served all along; its users log in again, which the
+        # checks below cover.  If the restart backoff is long at that moment the node
+        # fails over instead (hence the wait above).
+        run.log(f"{run.name}: NOTE: srmd restarted node {f}'s healthy presenced "
+                f"{now - restarts} time(s) after the SIGCONT: {killed}")
     run.finish()
 
 
@@ -323,16 +404,21 @@ def restart_both_in_manual_failover(run, f=1):
     run.finish()
 
 
-# name -> (function, short description); the order is the order of a run.
+# name -> (function, short description, KnownBug or None), in the order of a run.
 SCENARIOS = {
-    "kill-srmd": (kill_srmd, "kill -9 srmd (T16, T11)"),
-    "kill-presenced": (kill_presenced, "kill -9 presenced (T1, T12, T11)"),
-    "stop-postgres": (stop_postgres, "PostgreSQL stopped (T13, T11)"),
-    "sigstop-srmd": (sigstop_srmd, "srmd hung past the dead timeout (T16, T1)"),
-    "link-down": (link_down, "peer link down, then up (T16 both, T1)"),
-    "loss": (loss, "20% random loss each way, no flapping (T1)"),
-    "partition": (partition, "partition, writes on both sides, heal (T16 both, LWW, T1)"),
-    "clean-restart": (clean_restart, "clean shutdown and restart (T17, T11)"),
+    "kill-srmd": (kill_srmd, "kill -9 srmd (T16, T11)", None),
+    "kill-presenced": (kill_presenced, "kill -9 presenced (T1, T12, T11)", None),
+    "stop-postgres": (stop_postgres, "PostgreSQL stopped (T13, T11)",
+                      KnownBug("messages from the node's users to users its engine has not "
+                               "cached are bounced or lost while its database is down, before "
+                               "the failover", db_down_bounce)),
+    "sigstop-srmd": (sigstop_srmd, "srmd hung past the dead timeout (T16, T1)", None),
+    "link-down": (link_down, "peer link down, then up (T16 both, T1)", None),
+    "loss": (loss, "20% random loss each way, no flapping (T1)", None),
+    "partition": (partition, "partition, writes on both sides, heal (T16 both, LWW, T1)",
+                  None),
+    "clean-restart": (clean_restart, "clean shutdown and restart (T17, T11)", None),
     "manual-failover-restart": (restart_both_in_manual_failover,
-                                "both restarted during a manual failover (T2, T3, T6, T4)"),
+                                "both restarted during a manual failover (T2, T3, T6, T4)",
+                                None),
 }

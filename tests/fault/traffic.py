@@ -41,40 +41,64 @@ class Account:
         self.bare = f"{name}@{domain}"
 
 
+class Sent:
+    """One message: who sent it to whom, when, and what the server said (status: pending
+    until the ping's answer, then confirmed or doubt)."""
+
+    def __init__(self, mid, sender, rcpt, status="pending"):
+        self.mid = mid
+        self.sender = sender  # Account
+        self.rcpt = rcpt      # Account
+        self.status = status
+        self.t = time.monotonic()
+        self.at = wall_clock()
+
+    def __str__(self):
+        return f"{self.mid} (sent {self.at}) from {self.sender.name} to {self.rcpt.name}"
+
+
 class Ledger:
-    """Every message sent (id -> [sender, recipient, status, wall-clock time sent]) and
-    every arrival."""
+    """Every message sent (id -> Sent) and every arrival; probes are messages to a user who
+    stays offline (their arrival is checked in the databases, not here)."""
 
     def __init__(self):
         self.sent = {}
+        self.probes = {}
         self.arrivals = collections.defaultdict(list)  # id -> [(user, delayed)]
         self.strangers = []                             # bodies nobody sent
-        self.bounces = []
+        self.bounces = {}                               # id -> error condition
 
     def problems(self):
+        """[(kind, text, Sent or None)], kind one of lost, bounced, duplicate, wrong-user,
+        pending, stranger; and the count of messages per status."""
         out = []
         counts = collections.Counter()
-        for mid, (sender, rcpt, status, at) in self.sent.items():
+        for mid, m in list(self.sent.items()) + list(self.probes.items()):
             got = self.arrivals.get(mid, [])
-            mid = f"{mid} (sent {at})"
-            counts[status] += 1
-            wrong = [u for u, _ in got if u != rcpt]
+            counts[m.status] += 1
+            wrong = [u for u, _ in got if u != m.rcpt.name]
             if wrong:
-                out.append(f"{mid} (to {rcpt}) arrived at {wrong}")
-            if status == "confirmed" and len(got) != 1:
-                out.append(f"{mid} from {sender} to {rcpt}: confirmed, arrived "
-                           f"{len(got)} times")
-            elif status == "doubt" and len(got) > 1:
-                out.append(f"{mid} from {sender} to {rcpt}: in doubt, arrived {len(got)} times")
-            elif status == "pending":
-                out.append(f"{mid}: still waiting for the server's answer")
-        out += [f"message nobody sent: {b!r}" for b in self.strangers]
-        out += [f"bounced: {b}" for b in self.bounces]
+                out.append(("wrong-user", f"{m}: arrived at {wrong}", m))
+            if mid in self.bounces:
+                out.append(("bounced", f"{m}: bounced with {self.bounces[mid]}", m))
+            elif mid in self.probes:
+                pass
+            elif m.status == "confirmed" and len(got) != 1:
+                out.append(("lost" if not got else "duplicate",
+                            f"{m}: confirmed, arrived {len(got)} times", m))
+            elif m.status == "doubt" and len(got) > 1:
+                out.append(("duplicate", f"{m}: in doubt, arrived {len(got)} times", m))
+            elif m.status == "pending":
+                out.append(("pending", f"{m}: still waiting for the server's answer", m))
+        out += [("stranger", f"message nobody sent: {b!r}", None) for b in self.strangers]
+        out += [("bounced", f"{mid}: bounced with {cond} (not a message of this scenario)",
+                 None) for mid, cond in self.bounces.items()
+                if mid not in self.sent and mid not in self.probes]
         return out, counts
 
     def missing_for(self, user):
-        return [mid for mid, (_, rcpt, status, _) in self.sent.items()
-                if rcpt == user and status == "confirmed" and not self.arrivals.get(mid)]
+        return [mid for mid, m in self.sent.items()
+                if m.rcpt.name == user and m.status == "confirmed" and not self.arrivals.get(mid)]
 
 
 class Roamer:
@@ -86,7 +110,6 @@ class Roamer:
         self.client = None
         self.node = None
         self.next_addr = world.pair.addr(account.home)
-        self.redirect = None
         self.paused = False
         self.logins = []  # (monotonic time, node, how)
         self.task = None
@@ -115,7 +138,8 @@ class Roamer:
         return c
 
     async def _attempt(self, addr):
-        """One login at addr: (client or None, what happened)."""
+        """One login at addr: (client or None, what happened, (host, port) it was sent to
+        with see-other-host or None)."""
         c = self._new_client(addr)
         c.begin_login()
         try:
@@ -169,7 +193,10 @@ class Roamer:
                 redirects = 0
                 continue
             self.world.note(f"{self.account.name}: login at node {node}: {what}")
-            if what.startswith("SASL") or what.startswith("certificate"):
+            # A refused password or certificate is a bug; temporary-auth-failure (a node
+            # whose database is down) is retried like any other failed attempt.
+            if "not-authorized" in what or what.startswith("certificate") or \
+                    what.startswith("no usable SASL"):
                 self.world.fatal.append(f"{self.account.name} at node {node}: {what}")
                 await asyncio.sleep(1)
                 continue
@@ -194,23 +221,27 @@ class Roamer:
             i += 1
             self.seq += 1
             mid = f"{self.world.tag}/{self.account.name}/{self.seq}"
-            c = self.client
-            entry = [self.account.name, rcpt.name, "pending", wall_clock()]
-            self.world.ledger.sent[mid] = entry
-            c.send_message(mto=rcpt.bare, mbody=mid, mtype="chat")
-            ping = asyncio.ensure_future(
-                c.plugin["xep_0199"].send_ping(jid=self.world.pair.env["DOMAIN"],
-                                               timeout=PING_TIMEOUT_S))
-            while not ping.done() and c is self.client and self.online():
-                await asyncio.sleep(0.02)
-            if ping.done() and not ping.cancelled() and ping.exception() is None:
-                entry[2] = "confirmed"
-            else:
-                if not ping.done():
-                    ping.cancel()
-                elif not ping.cancelled():
-                    ping.exception()  # retrieved: no "never retrieved" warning
-                entry[2] = "doubt"
+            m = Sent(mid, self.account, rcpt)
+            self.world.ledger.sent[mid] = m
+            await self.send(m)
+
+    async def send(self, m):
+        """Send m on the current session, then ping: confirmed or doubt."""
+        c = self.client
+        c.send_message(mto=m.rcpt.bare, mbody=m.mid, mtype="chat")
+        ping = asyncio.ensure_future(
+            c.plugin["xep_0199"].send_ping(jid=self.world.pair.env["DOMAIN"],
+                                           timeout=PING_TIMEOUT_S))
+        while not ping.done() and c is self.client and self.online():
+            await asyncio.sleep(0.02)
+        if ping.done() and not ping.cancelled() and ping.exception() is None:
+            m.status = "confirmed"
+        else:
+            if not ping.done():
+                ping.cancel()
+            elif not ping.cancelled():
+                ping.exception()  # retrieved: no "never retrieved" warning
+            m.status = "doubt"
 
     async def relogin(self):
         """Log out and let run() log in again from the home node: offline messages stored
@@ -255,6 +286,7 @@ class Traffic:
         self.interval = interval
         self.users_per_node = users_per_node
         self.accounts = []
+        self.offline = {}  # home node -> the account of that node that never logs in
         self.roamers = []
         self.ledger = Ledger()
         self.tag = "init"
@@ -281,8 +313,7 @@ class Traffic:
     def on_message(self, account, msg):
         body = msg["body"]
         if msg["type"] == "error":
-            self.ledger.bounces.append(f"{body!r} to {account.name}: "
-                                       f"{msg['error']['condition']}")
+            self.ledger.bounces[body] = msg["error"]["condition"] or "an error"
             return
         if not body:
             return
@@ -296,7 +327,8 @@ class Traffic:
 
     def provision(self):
         """users_per_node accounts per home node (Balanced: alternate nodes), created with
-        srmctl on alternating nodes."""
+        srmctl on alternating nodes; and one per home node that never logs in (u1z, u2z:
+        probes write to them, their messages stay in the offline store)."""
         domain = self.pair.env["DOMAIN"]
         for i in range(self.users_per_node):
             for home in (1, 2):
@@ -304,8 +336,13 @@ class Traffic:
                 pw = f"pw-{name}-fault"
                 self.pair.ctl(home, "user", "add", name, pw)
                 self.accounts.append(Account(name, pw, home, domain))
+        for home in (1, 2):
+            a = Account(f"u{home}z", f"pw-u{home}z-fault", home, domain)
+            self.pair.ctl(home, "user", "add", a.name, a.password)
+            self.pair.ctl(home, "user", "assign", a.bare, str(home), "--yes")
+            self.offline[home] = a
         listed = self.pair.ctl(1, "user", "list").stdout.split()
-        for a in self.accounts:
+        for a in self.accounts + list(self.offline.values()):
             if a.bare not in listed or listed[listed.index(a.bare) + 1] != str(a.home):
                 raise XmppFailure(f"{a.bare}: not home node {a.home} in {listed}")
 
@@ -342,6 +379,17 @@ class Traffic:
             await asyncio.gather(*(r.sender for r in self.roamers if r.sender))
         self.call(go(), timeout=PING_TIMEOUT_S + 30)
 
+    def probe(self, sender_home, rcpt):
+        """One message from a session of a home-node-`sender_home` user (wherever it is) to
+        rcpt (an offline user); returns its Sent (status confirmed or doubt)."""
+        async def go():
+            r = next(r for r in self.roamers if r.account.home == sender_home and r.online())
+            m = Sent(f"{self.tag}/probe/{r.account.name}/{rcpt.name}", r.account, rcpt)
+            self.ledger.probes[m.mid] = m
+            await r.send(m)
+            return m
+        return self.call(go(), timeout=PING_TIMEOUT_S + 10)
+
     def placement(self):
         return {r.account.name: (r.node if r.online() else None) for r in self.roamers}
 
@@ -356,8 +404,8 @@ class Traffic:
             raise XmppFailure(f"{e}: sessions {self.placement()}; {self.fatal}") from None
 
     def confirmed(self, sender=None):
-        return sum(1 for s, _, st, _ in self.ledger.sent.values()
-                   if st == "confirmed" and (sender is None or s == sender))
+        return sum(1 for m in self.ledger.sent.values()
+                   if m.status == "confirmed" and (sender is None or m.sender.name == sender))
 
     def wait_flowing(self, count, timeout, what):
         """Every user got `count` more messages confirmed (the service works)."""
@@ -387,19 +435,20 @@ class Traffic:
             await asyncio.gather(*(r.relogin() for r in self.roamers))
         self.call(collect())
         self.wait_placed(lambda a: a.home, timeout, "every user logged in again")
-        deadline = time.monotonic() + timeout
+        # Stored offline messages come right after the login's presence: 10 s is plenty.
+        deadline = time.monotonic() + 10
         while any(self.ledger.missing_for(r.account.name) for r in self.roamers):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         time.sleep(1.0)  # a duplicate would arrive right behind the first copy
         problems, counts = self.ledger.problems()
-        problems += final + self.fatal
+        problems += final + [("fatal", f) for f in self.fatal]
         led = self.ledger
         delayed = sum(1 for got in led.arrivals.values() for _, d in got if d)
-        doubt_arrived = sum(1 for m, e in led.sent.items()
-                            if e[2] == "doubt" and led.arrivals.get(m))
-        summary = (f"{len(led.sent)} messages: {counts['confirmed']} confirmed, "
+        doubt_arrived = sum(1 for mid, m in led.sent.items()
+                            if m.status == "doubt" and led.arrivals.get(mid))
+        summary = (f"{len(led.sent) + len(led.probes)} messages: {counts['confirmed']} confirmed, "
                    f"{counts['doubt']} in doubt ({doubt_arrived} of them arrived); "
                    f"{delayed} delivered from the offline store; logins "
                    f"{sum(len(r.logins) for r in self.roamers)}")
@@ -415,8 +464,7 @@ class Traffic:
                     if other is r:
                         continue
                     mid = f"{self.tag}/final/{r.account.name}/{other.account.name}"
-                    self.ledger.sent[mid] = [r.account.name, other.account.name, "confirmed",
-                                             wall_clock()]
+                    self.ledger.sent[mid] = Sent(mid, r.account, other.account, "confirmed")
                     r.client.send_message(mto=other.account.bare, mbody=mid, mtype="chat")
                     ids.append(mid)
         self.call(go())
@@ -427,7 +475,7 @@ class Traffic:
             time.sleep(0.05)
         late = [m for m in ids if not self.ledger.arrivals.get(m)
                 or any(d for _, d in self.ledger.arrivals[m])]
-        return [f"final round: {m} not delivered live" for m in late]
+        return [("final", f"final round: {m} not delivered live") for m in late]
 
     def close(self):
         async def go():

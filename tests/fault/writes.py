@@ -6,7 +6,8 @@ While apart both nodes serve everyone, so each user can also log in at the other
 writer sessions (resource "w1"/"w2") do the writes.  They announce a negative priority, so
 that chats to the user and its stored offline messages are never given to them (RFC 6121
 §8.5.2.1) but to the session the message ledger counts.
-Steps are GAP_S apart, so their HLC order is their order here:
+Steps are GAP_S apart, so their HLC order is their order here (names and values carry the
+round number: soak repeats the scenario on one pair):
 
   1. node 1: A's roster item x named "one", A's vCard "A-one"
   2. node 2: B's vCard "B-two", B's roster item y named "two" (y: no conflict)
@@ -48,6 +49,8 @@ def roster_el(jid, name):
 
 
 class PartitionWrites:
+    rounds = 0
+
     def __init__(self, run):
         self.run = run
         self.pair = run.pair
@@ -56,7 +59,10 @@ class PartitionWrites:
         self.a = next(a for a in accounts if a.home == 1)
         self.b = next(a for a in accounts if a.home == 2)
         domain = self.pair.env["DOMAIN"]
-        self.x, self.y, self.z = (f"{c}-fault@{domain}" for c in ("x", "y", "z"))
+        # Fresh rows and values in every round (soak runs the scenario on the same pair).
+        PartitionWrites.rounds += 1
+        self.tag = str(PartitionWrites.rounds)
+        self.x, self.y, self.z = (f"{c}-fault{self.tag}@{domain}" for c in ("x", "y", "z"))
         self.sessions = {}
         self.before = {n: int(self.pair.psql(n, "SELECT coalesce(max(id), 0) FROM "
                                                 "replication_conflicts")[0][0])
@@ -80,11 +86,12 @@ class PartitionWrites:
 
     async def _steps(self):
         a, b = self.a, self.b
+        t = self.tag
         steps = [
-            [(a, 1, roster_el(self.x, "one")), (a, 1, vcard_el("A-one"))],
-            [(b, 2, vcard_el("B-two")), (b, 2, roster_el(self.y, "two"))],
-            [(a, 2, roster_el(self.x, "two")), (a, 2, vcard_el("A-two"))],
-            [(b, 1, vcard_el("B-one")), (a, 1, roster_el(self.z, "one"))],
+            [(a, 1, roster_el(self.x, "one" + t)), (a, 1, vcard_el("A-one" + t))],
+            [(b, 2, vcard_el("B-two" + t)), (b, 2, roster_el(self.y, "two" + t))],
+            [(a, 2, roster_el(self.x, "two" + t)), (a, 2, vcard_el("A-two" + t))],
+            [(b, 1, vcard_el("B-one" + t)), (a, 1, roster_el(self.z, "one" + t))],
         ]
         # Log every writer in first, so the gaps between steps are only GAP_S.
         for account, node in ((a, 1), (a, 2), (b, 1), (b, 2)):
@@ -125,7 +132,8 @@ class PartitionWrites:
         for n in (1, 2):
             ra, rb = self._roster(n, a), self._roster(n, b)
             got = (ra.get(self.x), ra.get(self.z), rb.get(self.y), self._fn(n, a), self._fn(n, b))
-            want = ("two", "one", "two", "A-two", "B-one")
+            t = self.tag
+            want = ("two" + t, "one" + t, "two" + t, "A-two" + t, "B-one" + t)
             if got != want:
                 raise Fail(f"partition: node {n} holds (x, z, y, A's vCard, B's vCard) = {got},"
                            f" want {want} (the later write of each row on both nodes)")
