@@ -60,6 +60,7 @@ struct engine_child {
 	struct req_list pending;
 	int64_t spawn_ms;
 	int64_t eof_ms;            /* when the engine closed the socket without exiting yet */
+	int64_t last_tick_ms;      /* the previous health tick: how long srmd itself was away */
 	int said_hello;
 	unsigned long health_seq;
 	struct engine_child_req *health_req; /* outstanding health request */
@@ -393,6 +394,7 @@ static int ec_spawn(struct engine_child *ec)
 	bufferevent_enable(ec->bev, EV_READ | EV_WRITE);
 	ec->pid = pid;
 	ec->spawn_ms = clock_mono_ms();
+	ec->last_tick_ms = 0; /* the next tick starts the count afresh */
 	ec->eof_ms = 0;
 	ec->said_hello = 0;
 	ec->killed = 0;
@@ -506,6 +508,17 @@ static void ec_on_health_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	int64_t now = clock_mono_ms();
 	long limit = HUNG_INTERVALS * ec->interval_ms;
+	/* srmd itself was stopped or starved (SIGSTOP, a suspended VM): the engine's answers
+	 * may be waiting unread in the socket, so the time srmd was away does not count
+	 * against the engine's deadlines. */
+	int64_t away = ec->last_tick_ms ? now - ec->last_tick_ms - ec->interval_ms : 0;
+	ec->last_tick_ms = now;
+	if (away > ec->interval_ms) {
+		struct engine_child_req *r;
+		TAILQ_FOREACH(r, &ec->pending, entry)
+			r->sent_ms += away;
+		ec->eof_ms += away;
+	}
 	if (!ec->bev) {
 		/* Socket closed but the process lives on: give it the same bound to exit. */
 		if (!ec->killed && now - ec->eof_ms > limit)
