@@ -26,6 +26,7 @@
 
 #include "engine/engine.h"
 #include "engine/sasl.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "lib/strmap.h"
@@ -50,6 +51,7 @@ struct conn {
 	enum phase phase;
 	bool tls, header_sent, authenticated, in_read, dead, overflow, binding, prefetching;
 	bool admitted; /* took a login token (at the first plaintext header, or at SASL) */
+	bool in_login; /* admitted, not bound yet: counted in the storm guard's logins in flight */
 	bool creds_wait; /* SASL waits for the user's row (credentials and user in one query) */
 	bool handshaking, wev_on, read_wants_write;
 	char ip[64];
@@ -66,7 +68,8 @@ struct conn {
 	 * clients expect it on the new stream, RFC 6120 §6.4.6). */
 	const char *deferred_condition;
 	char deferred_text[256];
-	time_t opened, last_read, last_write, closing_since;
+	/* Monotonic milliseconds: the once-a-second sweep never fires a timeout early. */
+	int64_t opened, last_read, last_write, closing_since;
 	struct conn *prev, *next;
 };
 
@@ -86,10 +89,21 @@ bool conn_tls_active(const struct conn *c) { return c->tls; }
 
 bool conn_take_admission(struct conn *c)
 {
-	if (!c->admitted && !login_admit())
+	if (c->admitted)
+		return true;
+	if (login_inflight_full() || !login_admit())
 		return false;
-	c->admitted = true;
+	c->admitted = c->in_login = true;
+	login_inflight_add(1);
 	return true;
+}
+
+static void login_done(struct conn *c)
+{
+	if (c->in_login) {
+		c->in_login = false;
+		login_inflight_add(-1);
+	}
 }
 const char *conn_ip(const struct conn *c) { return c->ip; }
 struct resource *conn_resource(const struct conn *c) { return c->res; }
@@ -164,7 +178,7 @@ void conn_accept(int fd, const char *ip, bool direct_tls)
 	c->fd = fd;
 	c->flush_slot = -1;
 	snprintf(c->ip, sizeof c->ip, "%s", ip);
-	c->opened = c->last_read = c->last_write = time(NULL);
+	c->opened = c->last_read = c->last_write = clock_mono_ms();
 	c->xs = new_parser(c);
 	if (!c->xs || start_io(c) < 0 || (direct_tls && start_tls(c) < 0)) {
 		log_warnx("conn %s: out of memory", ip);
@@ -348,7 +362,7 @@ void conn_send_raw(struct conn *c, const char *data, size_t len)
 	if (c->phase == PH_CLOSING || c->dead || c->overflow)
 		return;
 	evbuffer_add(c->out, data, len);
-	c->last_write = time(NULL);
+	c->last_write = clock_mono_ms();
 	if (!output_overflow(c))
 		output_added(c);
 }
@@ -361,7 +375,7 @@ void conn_send(struct conn *c, const struct xml_node *stanza)
 		conn_stream_error(c, "resource-constraint", NULL);
 		return;
 	}
-	c->last_write = time(NULL);
+	c->last_write = clock_mono_ms();
 	if (!output_overflow(c))
 		output_added(c);
 }
@@ -379,7 +393,7 @@ static void send_header(struct conn *c)
 	xml_escape_attr(out, server.cfg.domain);
 	evbuffer_add_printf(out, "' version='1.0' xml:lang='en'>");
 	c->header_sent = true;
-	c->last_write = time(NULL);
+	c->last_write = clock_mono_ms();
 }
 
 void conn_stream_error(struct conn *c, const char *condition, const char *text)
@@ -441,7 +455,7 @@ static void send_features(struct conn *c)
 				    "<sub xmlns='" NS_PREAPPROVAL "'/>");
 	}
 	evbuffer_add_printf(out, "</stream:features>");
-	c->last_write = time(NULL);
+	c->last_write = clock_mono_ms();
 	output_added(c);
 }
 
@@ -486,7 +500,7 @@ static void conn_begin_close(struct conn *c)
 	if (c->phase == PH_CLOSING)
 		return;
 	c->phase = PH_CLOSING;
-	c->closing_since = time(NULL);
+	c->closing_since = clock_mono_ms();
 	conn_detach(c);
 	if (c->rev)
 		event_del(c->rev); /* nothing more is read; what is queued still goes out */
@@ -505,6 +519,7 @@ static void conn_free(struct conn *c)
 	conn_unlink(c);
 	server.nconns--;
 	per_ip_adjust(c->ip, -1);
+	login_done(c);
 	free(c->username);
 	c->username = NULL;
 	if (c->flush_slot >= 0)
@@ -528,7 +543,7 @@ static void conn_read(struct conn *c)
 {
 	char buf[READ_CHUNK];
 	size_t total = 0;
-	c->last_read = time(NULL);
+	c->last_read = clock_mono_ms();
 	while (!c->dead && c->phase != PH_CLOSING && !c->handshaking) {
 		ssize_t n;
 		bool was_plain = !c->ssl;
@@ -558,7 +573,7 @@ static void conn_read(struct conn *c)
 		if (xml_stream_feed(c->xs, buf, (size_t)n) < 0)
 			return; /* the error callback closes the stream */
 		if (was_plain && c->ssl)
-			return; /* STARTTLS: the rest of this plain read was dropped with the parser */
+			return; /* STARTTLS: the rest of this plain read went with the parser */
 		total += (size_t)n;
 		/* Drained (the event loop says when more comes): no read just to hear EAGAIN. */
 		if (c->ssl ? !SSL_has_pending(c->ssl) : (size_t)n < sizeof buf)
@@ -757,6 +772,7 @@ static void bind_finish(void *arg, struct user *u)
 	conn_send(c, iq);
 	xml_free(iq);
 	server.stats.logins++;
+	login_done(c);
 	if (c->home_node >= 1 && c->home_node <= MAX_HOME_NODES)
 		server.stats.logins_node[c->home_node]++;
 }
@@ -923,35 +939,33 @@ static void xs_stanza(void *arg, struct xml_node *st)
 
 void conn_sweep(void)
 {
-	static time_t last_trim;
+	static int64_t last_trim;
 	int compacted = 0;
-	time_t now = time(NULL);
-	long auth_s = server.cfg.auth_timeout_ms / 1000, idle_s = server.cfg.idle_timeout_ms / 1000;
-	long ka_s = server.cfg.keepalive_ms / 1000;
+	int64_t now = clock_mono_ms();
 	for (struct conn *c = server.conns, *next; c; c = next) {
 		next = c->next;
 		if (c->phase == PH_CLOSING) {
-			if (now - c->closing_since > 5)
+			if (now - c->closing_since > 5000)
 				conn_free(c);
 			continue;
 		}
-		if (c->phase != PH_ESTABLISHED && now - c->opened >= auth_s) {
+		if (c->phase != PH_ESTABLISHED && now - c->opened >= server.cfg.auth_timeout_ms) {
 			conn_stream_error(c, "connection-timeout", "authenticate sooner");
 			continue;
 		}
-		if (now - c->last_read >= idle_s) {
+		if (now - c->last_read >= server.cfg.idle_timeout_ms) {
 			conn_stream_error(c, "connection-timeout", NULL);
 			continue;
 		}
-		if (c->phase == PH_ESTABLISHED && now - c->last_write >= ka_s)
+		if (c->phase == PH_ESTABLISHED && now - c->last_write >= server.cfg.keepalive_ms)
 			conn_send_raw(c, " ", 1);
 		/* Idle sessions keep no parser: memory per connection is what bounds a node. */
-		if (c->phase == PH_ESTABLISHED && now - c->last_read >= 2)
+		if (c->phase == PH_ESTABLISHED && now - c->last_read >= 2000)
 			compacted += xml_stream_compact(c->xs);
 	}
 	/* Give the pages of freed parsers back to the system now and then: without this the
 	 * heap keeps the high-water mark of a login wave. */
-	if (compacted && now - last_trim >= 10) {
+	if (compacted && now - last_trim >= 10000) {
 		malloc_trim(0);
 		last_trim = now;
 	}

@@ -328,6 +328,7 @@ void control_open(int fd)
 	if (!ctl)
 		fatalx("control: bufferevent");
 	bufferevent_setcb(ctl, ctl_read, NULL, ctl_event, NULL);
+	bufferevent_priority_set(ctl, 0); /* before client work: main.c */
 	bufferevent_enable(ctl, EV_READ | EV_WRITE);
 }
 

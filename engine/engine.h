@@ -329,6 +329,9 @@ void login_capacity_answer(char *buf, size_t len);
 double login_rate_effective(void);
 void login_capacity_refused(void);  /* a login was refused: the guard stays up */
 long login_guard_left_ms(void);     /* ms the storm guard still runs, 0 = off */
+/* Logins admitted and not bound yet (conn.c); full: refuse new ones while the guard is up */
+void login_inflight_add(int d);
+bool login_inflight_full(void);
 
 /* --- control.c --- */
 void control_open(int fd);

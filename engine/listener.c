@@ -21,9 +21,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	conn_accept(fd, ip, arg != NULL);
+	conn_accept(fd, ip, arg != NULL); /* TCP_NODELAY comes from the listening socket */
 }
 
 static void on_error(struct evconnlistener *l, void *arg)
@@ -74,6 +72,10 @@ struct evconnlistener *listener_open(const char *addr, bool direct_tls)
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l, on_error);
+	/* Accepted sockets inherit it (Linux): no system call per connection for it. */
+	int one = 1;
+	if (setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+		log_warn("listen %s: TCP_NODELAY", addr);
 	if (nlisteners < MAX_LISTENERS)
 		listeners[nlisteners++] = l;
 	log_info("listening on %s (%s)", addr, direct_tls ? "direct TLS" : "STARTTLS");

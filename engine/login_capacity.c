@@ -3,9 +3,12 @@
  * time one login costs it (TLS handshake, SASL, stream restarts, binding, roster, presence).
  * Two ways to know it:
  *   observed:    once a second, the process's CPU time and logins since the last second;
- *                a second with at least LC_BUSY logins is dominated by them, and its CPU
- *                time per login (everything else it did that second included, so the
- *                figure errs on the slow side) feeds a moving average;
+ *                a second with at least LC_BUSY logins and no refused one is dominated by
+ *                them, and its CPU time per login (everything else it did that second
+ *                included, so the figure errs on the slow side) feeds a moving average.
+ *                Seconds with refusals do not count: the work of turning a crowd away
+ *                would be charged to the few logins admitted, the estimate would fall, fewer
+ *                would be admitted, and the engine would talk itself down to nothing;
  *   calibrated:  on request, LC_CALIB TLS handshakes with this node's certificate against
  *                an in-memory client, timing the server side only (thread CPU time), plus
  *                a SCRAM-SHA-256 server verification each.  It blocks the loop for about
@@ -16,8 +19,9 @@
  * srmd's throttle runs, during the first re-login span after the engine starts (a restarted
  * engine gets every client back at once), and for as long as logins keep being refused, so
  * a crowd cannot push the engine past what it can do (its health answers would stall and
- * srmd would take it for hung).  A calibration runs at start for a figure before anything
- * was observed. */
+ * srmd would take it for hung).  At all times it keeps at most LC_MAX_INFLIGHT logins in
+ * progress; refusing one raises the guard.  A calibration runs at start for a figure before
+ * anything was observed. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -30,6 +34,7 @@
 #include <openssl/ssl.h>
 
 #include "engine/engine.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define LC_BUSY 20   /* logins in a second for it to count */
@@ -39,6 +44,11 @@
 #define LC_HEADROOM 0.8
 #define LC_GUARD_MIN_MS 10000
 #define LC_GUARD_HOLD_MS 2000 /* the guard stays up this long after a refusal */
+/* Logins admitted and not bound yet, at most, while the guard is up: what bounds a login
+ * may be the database rather than our CPU, and admitted logins that wait pile up until they
+ * time out and come back, so new ones wait outside instead. */
+#define LC_MAX_INFLIGHT 500
+#define LC_BACKLOG_MAX_MS 20000 /* the spread given to a refused crowd, at most */
 
 static struct {
 	struct event *tick;
@@ -47,28 +57,18 @@ static struct {
 	double avg_us; /* moving average of CPU microseconds per login, 0 = none yet */
 	long samples;
 	double calib_us;
-	struct timespec guard_until;
+	int64_t guard_until_ms; /* clock_mono_ms() */
 	double refused_per_s; /* moving average, for how long the crowd takes to get in */
 	long refused_this_s;
+	long inflight;
 } LC;
 
-static void after_ms(struct timespec *t, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, t);
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (ms % 1000) * 1000000;
-	if (t->tv_nsec >= 1000000000) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000;
-	}
-}
+void login_inflight_add(int d) { LC.inflight += d; }
 
-static long ms_until(const struct timespec *t)
+static long guard_left(void)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	long ms = (long)(t->tv_sec - now.tv_sec) * 1000 + (t->tv_nsec - now.tv_nsec) / 1000000;
-	return ms > 0 ? ms : 0;
+	int64_t ms = LC.guard_until_ms - clock_mono_ms();
+	return ms > 0 ? (long)ms : 0;
 }
 
 /* Logins per second this engine can take with headroom, 0 when unknown. */
@@ -85,24 +85,36 @@ double login_rate_effective(void)
 	double cap = capacity_rate(), r = server.login_rate;
 	if (r > 0)
 		return cap > 0 && cap < r ? cap : r;
-	return cap > 0 && ms_until(&LC.guard_until) > 0 ? cap : 0;
+	return cap > 0 && guard_left() > 0 ? cap : 0;
+}
+
+/* Always, not only while the guard is up: a planned move can bring more logins than the
+ * node can finish (the release spreads them over the upper limit, which may be too short
+ * for this node); the first refusal raises the guard. */
+bool login_inflight_full(void)
+{
+	if (LC.inflight < LC_MAX_INFLIGHT)
+		return false;
+	login_capacity_refused();
+	return true;
 }
 
 void login_capacity_refused(void)
 {
 	LC.refused_this_s++;
-	struct timespec t;
-	after_ms(&t, LC_GUARD_HOLD_MS);
-	if (ms_until(&t) > ms_until(&LC.guard_until))
-		LC.guard_until = t;
+	int64_t until = clock_mono_ms() + LC_GUARD_HOLD_MS;
+	if (until > LC.guard_until_ms)
+		LC.guard_until_ms = until;
 }
 
 long login_guard_left_ms(void)
 {
-	long left = ms_until(&LC.guard_until);
+	long left = guard_left();
 	double rate = login_rate_effective();
-	/* the refused crowd of the last second needs this long to get in at the rate */
-	long backlog = rate > 0 ? (long)(LC.refused_per_s / rate * 1000) : 0;
+	/* Spread the refused crowd so that about half the rate comes back each second. */
+	long backlog = rate > 0 ? (long)(2 * LC.refused_per_s / rate * 1000) : 0;
+	if (backlog > LC_BACKLOG_MAX_MS)
+		backlog = LC_BACKLOG_MAX_MS;
 	return left > backlog ? left : backlog;
 }
 
@@ -120,7 +132,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	long long cpu = cpu_us();
 	uint64_t logins = server.stats.logins;
 	uint64_t dl = logins - LC.last_logins;
-	if (dl >= LC_BUSY && cpu > LC.last_cpu_us) {
+	if (dl >= LC_BUSY && LC.refused_this_s == 0 && cpu > LC.last_cpu_us) {
 		double sample = (double)(cpu - LC.last_cpu_us) / (double)dl;
 		LC.avg_us = LC.samples ? 0.7 * LC.avg_us + 0.3 * sample : sample;
 		LC.samples++;
@@ -145,7 +157,7 @@ void login_capacity_start(void)
 	if (server.ssl_ctx)
 		login_capacity_calibrate();
 	long span = relogin_span_ms();
-	after_ms(&LC.guard_until, span > LC_GUARD_MIN_MS ? span : LC_GUARD_MIN_MS);
+	LC.guard_until_ms = clock_mono_ms() + (span > LC_GUARD_MIN_MS ? span : LC_GUARD_MIN_MS);
 }
 
 static double thread_cpu_us(void)

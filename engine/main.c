@@ -134,8 +134,19 @@ int main(int argc, char **argv)
 	server.users = strmap_new();
 	server.per_ip = strmap_new();
 	server.auth_fail = strmap_new();
-	server.base = event_base_new();
-	if (!server.users || !server.per_ip || !server.auth_fail || !server.base)
+	/* Two priorities: srmd's control socket (0) goes before everything else (1), and
+	 * other callbacks run at most 10 ms between two looks at it, so a login storm cannot
+	 * hold back the health answers until srmd takes the engine for hung. */
+	struct event_config *ecfg = event_config_new();
+	struct timeval slice = {0, 10000};
+	if (ecfg && event_config_set_max_dispatch_interval(ecfg, &slice, -1, 1) == 0)
+		server.base = event_base_new_with_config(ecfg);
+	if (ecfg)
+		event_config_free(ecfg);
+	if (!server.base)
+		server.base = event_base_new();
+	if (!server.users || !server.per_ip || !server.auth_fail || !server.base ||
+	    event_base_priority_init(server.base, 2) < 0)
 		fatalx("out of memory");
 	if (server.cfg.tls_cert[0]) {
 		server.ssl_ctx = tls_context_new(server.cfg.tls_cert, server.cfg.tls_key);

@@ -13,22 +13,17 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "lib/clock.h"
 
 #define RETRY_MIN_S 1
-#define RETRY_DEFAULT_S 5 /* throttled without a known window: spread over this */
+#define RETRY_DEFAULT_S 5 /* throttled without a known rate: spread over this */
+#define RETRY_MAX_S 600
 
 static struct {
 	bool set;
 	long lower_ms, upper_ms;
-	struct timespec throttle_end; /* CLOCK_MONOTONIC; zero: no window known */
+	int64_t throttle_end_ms; /* clock_mono_ms(); 0: no window known */
 } RL;
-
-static long now_to_ms(const struct timespec *end)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(end->tv_sec - now.tv_sec) * 1000 + (end->tv_nsec - now.tv_nsec) / 1000000;
-}
 
 static void limits(long *lower, long *upper)
 {
@@ -45,16 +40,7 @@ void relogin_set_limits(long lower_ms, long upper_ms)
 
 void relogin_throttle_window(long window_ms)
 {
-	memset(&RL.throttle_end, 0, sizeof RL.throttle_end);
-	if (window_ms <= 0)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &RL.throttle_end);
-	RL.throttle_end.tv_sec += window_ms / 1000;
-	RL.throttle_end.tv_nsec += (window_ms % 1000) * 1000000;
-	if (RL.throttle_end.tv_nsec >= 1000000000) {
-		RL.throttle_end.tv_sec++;
-		RL.throttle_end.tv_nsec -= 1000000000;
-	}
+	RL.throttle_end_ms = window_ms > 0 ? clock_mono_ms() + window_ms : 0;
 }
 
 /* Milliseconds left of the throttle window (srmd's, or the engine's storm guard), 0 when
@@ -62,8 +48,8 @@ void relogin_throttle_window(long window_ms)
 static long window_left_ms(void)
 {
 	long left = 0;
-	if (server.login_rate > 0 && RL.throttle_end.tv_sec)
-		left = now_to_ms(&RL.throttle_end);
+	if (server.login_rate > 0 && RL.throttle_end_ms)
+		left = (long)(RL.throttle_end_ms - clock_mono_ms());
 	if (login_rate_effective() > 0) {
 		long guard = login_guard_left_ms();
 		if (guard > left)
@@ -79,11 +65,17 @@ long relogin_span_ms(void)
 	return upper - lower;
 }
 
+/* Uniform from 1 to what is left of the window (srmd's throttle, or the storm guard with
+ * the time the crowd refused in the last second needs to get in at the rate), at most
+ * RETRY_MAX_S; 1..5 s when nothing is known.  (A per-refusal virtual queue was tried: every
+ * refusal, repeats included, pushed its tail further and clients were sent minutes away.) */
 long relogin_retry_after(void)
 {
 	long left_s = (window_left_ms() + 999) / 1000;
 	if (left_s <= 0)
 		left_s = RETRY_DEFAULT_S;
+	if (left_s > RETRY_MAX_S)
+		left_s = RETRY_MAX_S;
 	return RETRY_MIN_S + (long)arc4random_uniform((uint32_t)left_s);
 }
 
