@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <libpq-fe.h>
 #include <openssl/rand.h>
 
 #include "engine/engine.h"
@@ -433,13 +434,29 @@ struct intercept_ctx {
 	struct xml_node *st;
 };
 
-static void intercept_loaded(void *arg, struct user *u)
+/* Whether any home node is served by the peer right now. */
+static bool peer_serves_any(void)
+{
+	for (int n = 1; n <= MAX_HOME_NODES; n++)
+		if (R.peer_serves[n])
+			return true;
+	return false;
+}
+
+static void intercept_loaded(void *arg, struct user *u, struct pg_result *res)
 {
 	struct intercept_ctx *ic = arg;
 	if (u)
 		home_cache_put(u->name, u->home_node);
-	if (!u || !decide(u->home_node, &ic->to, ic->st))
+	bool lookup_failed = !u && (!res || PQresultStatus(res) != PGRES_TUPLES_OK);
+	if (lookup_failed && route_link_up() && peer_serves_any() && forward(ic->st, 0) == 0) {
+		/* Our database cannot say where the user lives (it is down: we are about to
+		 * fail over): the peer, whose database works, decides, and never sends it back
+		 * (stanzas from the link end where they arrive). */
+		xml_free(ic->st);
+	} else if (!u || !decide(u->home_node, &ic->to, ic->st)) {
 		deliver_local(&ic->to, ic->st);
+	}
 	free(ic);
 }
 
@@ -459,7 +476,7 @@ bool route_intercept(const struct jid *to, struct xml_node *st)
 		return false;
 	ic->to = *to;
 	ic->st = st;
-	user_with(to->local, intercept_loaded, ic);
+	user_with_row(to->local, intercept_loaded, ic);
 	return true;
 }
 

@@ -225,25 +225,12 @@ def stop_postgres(run, f=1):
     run.finish()
 
 
-def db_down_bounce(run, problem):
-    """Known bug (stop-postgres): while node F's database is down and F has not failed over
-    yet, F's engine cannot look up the home node of a recipient it has neither loaded nor
-    cached (the lookup is a database query: engine/route.c route_intercept -> user_with).
-    The message waits for the lookup, which fails after about 5 s ("user u2b: load failed:
-    database unavailable"), and is then bounced with service-unavailable; by then the
-    failover has usually moved the sender's session, so the bounce reaches nobody and the
-    message is lost.  The route link was up all along and the peer, which serves the
-    recipient and whose database works, could have taken it."""
-    kind, _, m = problem
-    return (kind in ("bounced", "lost") and m is not None and run.window is not None
-            and m.sender.home == run.failed and run.window[0] <= m.t <= run.window[1])
-
 
 def sigstop_srmd(run, f=1):
     """srmd hangs (SIGSTOP) for longer than the detection time, then continues: the peer
     takes over (T16 Peer Down), and once the hung node is back the split brain resolves
-    itself to T1 (the owner keeps its users).  presenced never hung; srmd sometimes
-    restarts it after the SIGCONT anyway (a product bug, logged as a NOTE)."""
+    itself to T1 (the owner keeps its users).  presenced never hung, so srmd must not
+    restart it after the SIGCONT."""
     p = 3 - f
     hold = run.silent_s(hung=True) + 3
     wait = run.pair.engine_backoff_reset_in(f)
@@ -268,13 +255,10 @@ def sigstop_srmd(run, f=1):
         run.pair.engine_killed[f] = time.monotonic()
     now = run.pair.status(f)["engine"]["restarts"]
     if now != restarts or killed:
-        # A product bug, seen now and then (not every time, so not a KnownBug marker):
-        # resuming srmd finds the reply to a 'health' request sent before the stop overdue
-        # and kills the presenced that served all along; its users log in again, which the
-        # checks below cover.  If the restart backoff is long at that moment the node
-        # fails over instead (hence the wait above).
-        run.log(f"{run.name}: NOTE: srmd restarted node {f}'s healthy presenced "
-                f"{now - restarts} time(s) after the SIGCONT: {killed}")
+        # srmd once counted the time it was stopped against presenced's health deadline
+        # and killed the engine that had served all along (fixed in ha/engine_child.c).
+        raise Fail(f"{run.name}: srmd restarted node {f}'s healthy presenced "
+                   f"{now - restarts} time(s) after the SIGCONT: {killed}")
     run.finish()
 
 
@@ -408,10 +392,7 @@ def restart_both_in_manual_failover(run, f=1):
 SCENARIOS = {
     "kill-srmd": (kill_srmd, "kill -9 srmd (T16, T11)", None),
     "kill-presenced": (kill_presenced, "kill -9 presenced (T1, T12, T11)", None),
-    "stop-postgres": (stop_postgres, "PostgreSQL stopped (T13, T11)",
-                      KnownBug("messages from the node's users to users its engine has not "
-                               "cached are bounced or lost while its database is down, before "
-                               "the failover", db_down_bounce)),
+    "stop-postgres": (stop_postgres, "PostgreSQL stopped (T13, T11)", None),
     "sigstop-srmd": (sigstop_srmd, "srmd hung past the dead timeout (T16, T1)", None),
     "link-down": (link_down, "peer link down, then up (T16 both, T1)", None),
     "loss": (loss, "20% random loss each way, no flapping (T1)", None),
