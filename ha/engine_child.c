@@ -514,8 +514,8 @@ static void ec_on_health_tick(evutil_socket_t fd, short what, void *arg)
 	int64_t away = ec->last_tick_ms ? now - ec->last_tick_ms - ec->interval_ms : 0;
 	ec->last_tick_ms = now;
 	if (away > ec->interval_ms) {
-		struct engine_child_req *r;
-		TAILQ_FOREACH(r, &ec->pending, entry)
+		for (struct engine_child_req *r = TAILQ_FIRST(&ec->pending); r;
+		     r = TAILQ_NEXT(r, entry))
 			r->sent_ms += away;
 		ec->eof_ms += away;
 	}
