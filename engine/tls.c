@@ -15,8 +15,11 @@ SSL_CTX *tls_context_new(const char *cert, const char *key)
 	if (!ctx)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* NO_AUTO_CHAIN: the chain is exactly what the certificate file holds.  Without it,
+	 * a file with no intermediates has OpenSSL try to build a chain from this context's
+	 * (empty) certificate store on every handshake. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* No session tickets or cache: clients here rarely resume, and each costs memory. */

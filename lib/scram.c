@@ -6,16 +6,67 @@
 #include <limits.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #define SCRAM_SALT_NEW 16
 
+/* OpenSSL 3 looks an algorithm up by name (locks, hash tables) on every use of EVP_sha256()
+ * or HMAC(): a login's few HMACs and digests spent more on those look-ups than on hashing.
+ * The digests and an HMAC context per hash, with its digest already set, are fetched once
+ * (thread-safely); each HMAC duplicates that template and keys the copy.  A failed fetch
+ * leaves NULL and the slower generic calls are used instead. */
+static CRYPTO_ONCE fetch_once = CRYPTO_ONCE_STATIC_INIT;
+static EVP_MD *fetched_md[2];
+static EVP_MAC_CTX *hmac_template[2];
+
+static void fetch_algorithms(void)
+{
+	static const char *const names[2] = {"SHA1", "SHA256"};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+	for (int i = 0; i < 2; i++) {
+		fetched_md[i] = EVP_MD_fetch(NULL, names[i], NULL);
+		EVP_MAC_CTX *t = mac ? EVP_MAC_CTX_new(mac) : NULL;
+		OSSL_PARAM p[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+								    (char *)names[i], 0),
+				   OSSL_PARAM_construct_end()};
+		if (t && EVP_MAC_CTX_set_params(t, p) != 1) {
+			EVP_MAC_CTX_free(t);
+			t = NULL;
+		}
+		hmac_template[i] = t;
+	}
+	EVP_MAC_free(mac); /* the contexts hold their own reference */
+}
+
+static int hash_index(enum scram_hash h) { return h == SCRAM_SHA1 ? 0 : 1; }
+
 static const EVP_MD *scram_md(enum scram_hash h)
 {
+	if (CRYPTO_THREAD_run_once(&fetch_once, fetch_algorithms) && fetched_md[hash_index(h)])
+		return fetched_md[hash_index(h)];
 	return h == SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+}
+
+/* HMAC through the fetched template; -1 when unavailable or on failure. */
+static int hmac_fetched(enum scram_hash h, const unsigned char *key, size_t keylen,
+			const unsigned char *data, size_t len, unsigned char *out)
+{
+	if (!CRYPTO_THREAD_run_once(&fetch_once, fetch_algorithms) ||
+	    hmac_template[hash_index(h)] == NULL)
+		return -1;
+	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(hmac_template[hash_index(h)]);
+	size_t olen = 0, n = scram_hash_len(h);
+	int ok = c && EVP_MAC_init(c, key, keylen, NULL) == 1 &&
+		 EVP_MAC_update(c, data, len) == 1 && EVP_MAC_final(c, out, &olen, n) == 1 &&
+		 olen == n;
+	EVP_MAC_CTX_free(c);
+	return ok ? 0 : -1;
 }
 
 size_t scram_hash_len(enum scram_hash h)
@@ -93,6 +144,8 @@ void scram_hmac(enum scram_hash h, const unsigned char *key, size_t keylen,
 {
 	unsigned int olen = 0;
 
+	if (hmac_fetched(h, key, keylen, data, len, out) == 0)
+		return;
 	/* Cannot fail for these digests except on allocation failure inside OpenSSL; an
 	 * all-zero output then never matches a stored key, so failing closed is automatic. */
 	if (HMAC(scram_md(h), key, (int)keylen, data, len, out, &olen) == NULL)

@@ -1,4 +1,5 @@
 #include "contrib/loadgen/xmlin.h"
+#include "lib/hash_salt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +214,9 @@ static void on_doctype(void *ud, const char *n, const char *s, const char *p, in
 
 static void xin_setup(struct xin *x)
 {
+	unsigned long salt = hash_salt_next(); /* no getrandom() per stream restart */
+	if (salt != 0)
+		XML_SetHashSalt(x->p, salt);
 	XML_SetUserData(x->p, x);
 	XML_SetElementHandler(x->p, on_start, on_end);
 	XML_SetCharacterDataHandler(x->p, on_text);
