@@ -231,11 +231,21 @@ def start_clients(pair, stop):
 
     def login_all(chunk):
         for w in chunk:
-            try:
-                w.connect()
-            except (XmppError, OSError) as e:
-                with lock:
-                    fails.append(f"{w.user}: {e}")
+            # A node that has just started admits its users at the unplanned-arrival rate
+            # and refuses the excess with resource-constraint (retry later), as a client
+            # would be told after a failover: come back, like a real client.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    w.connect()
+                    break
+                except (XmppError, OSError) as e:
+                    if "resource-constraint" in str(e) and time.monotonic() < deadline:
+                        time.sleep(random.uniform(0.2, 0.8))
+                        continue
+                    with lock:
+                        fails.append(f"{w.user}: {e}")
+                    break
 
     threads = [threading.Thread(target=login_all, args=(workers[k::16],)) for k in range(16)]
     for t in threads:
