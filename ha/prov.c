@@ -2,7 +2,8 @@
  * list of calls waiting for the peer's answer, each with a timeout; the receiver applies a
  * request to its database idempotently (an upsert writes the whole account, a delete of a
  * missing account succeeds) so a repeated command converges, and ends the sessions its own
- * engine holds for a deleted account or changed credentials. */
+ * engine holds for a deleted account or changed credentials.  It applies it without capture
+ * (schema migration 4): the originating node's captured change reaches it by replication. */
 #include "ha/prov.h"
 
 #include "ha/engine_child.h"
@@ -203,10 +204,12 @@ static void on_apply_result(void *arg, PGresult *res, const char *errmsg)
 		free(ap);
 		return;
 	}
-	int rows = atoi(PQcmdTuples(res));
+	/* prov_upsert answers whether the account existed, the others how many rows changed. */
+	const char *value = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+	int rows = atoi(value);
 	switch (r->op) {
 	case HA_PROV_UPSERT: {
-		int updated = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		int updated = strcmp(value, "t") == 0;
 		log_info("user: %s %s from the peer (home node %u)", r->user,
 			 updated ? "updated" : "added", (unsigned)r->home);
 		if (updated)
@@ -261,30 +264,18 @@ void prov_on_request(struct prov *pv, const uint8_t *payload, size_t len)
 					r->sha256.salt,   r->sha256.iter,
 					r->sha256.stored, r->sha256.server};
 		ap->req = pg_query(pv->srm->pool,
-				   "INSERT INTO users (username, home_node, sha1_salt, sha1_iter,"
-				   " sha1_stored, sha1_server, sha256_salt, sha256_iter,"
-				   " sha256_stored, sha256_server)"
-				   " VALUES ($1, $2::int, $3::bytea, $4::int, $5::bytea, $6::bytea,"
-				   " $7::bytea, $8::int, $9::bytea, $10::bytea)"
-				   " ON CONFLICT (username) DO UPDATE SET home_node = EXCLUDED.home_node,"
-				   " sha1_salt = EXCLUDED.sha1_salt, sha1_iter = EXCLUDED.sha1_iter,"
-				   " sha1_stored = EXCLUDED.sha1_stored,"
-				   " sha1_server = EXCLUDED.sha1_server,"
-				   " sha256_salt = EXCLUDED.sha256_salt,"
-				   " sha256_iter = EXCLUDED.sha256_iter,"
-				   " sha256_stored = EXCLUDED.sha256_stored,"
-				   " sha256_server = EXCLUDED.sha256_server"
-				   " RETURNING (xmax <> 0)",
+				   "SELECT prov_upsert($1, $2::int, $3::bytea, $4::int, $5::bytea,"
+				   " $6::bytea, $7::bytea, $8::int, $9::bytea, $10::bytea)",
 				   10, params, on_apply_result, ap);
 	} else if (r->op == HA_PROV_DELETE) {
 		const char *params[] = {r->user};
-		ap->req = pg_query(pv->srm->pool, "DELETE FROM users WHERE username = $1", 1, params,
+		ap->req = pg_query(pv->srm->pool, "SELECT prov_delete($1)", 1, params,
 				   on_apply_result, ap);
 	} else {
 		const char *params[] = {r->user, home};
 		ap->req = pg_query(pv->srm->pool,
-				   "UPDATE users SET home_node = $2::int WHERE username = $1", 2,
-				   params, on_apply_result, ap);
+				   "SELECT prov_assign($1, $2::int)", 2, params, on_apply_result,
+				   ap);
 	}
 	if (!ap->req) {
 		respond(pv, r->id, HA_PROV_DATABASE, "out of memory");

@@ -543,6 +543,53 @@ static const char *const migrations[] = {
 	"  PERFORM pg_advisory_xact_lock(4242002);\n"
 	"  RETURN repl_resync_finish_unlocked(p_peer, p_epoch, p_pos, p_rows, p_seen_hlc);\n"
 	"END $f$;\n",
+	/* 4: provisioning forwarded by the peer's srmd (ha/prov.c) is applied without capture:
+	 * the originating node's own captured change follows by replication and finds the row
+	 * as it expects (no conflict); captured here too, each command was logged as a
+	 * conflict on both nodes although both had written the same account.  In replica mode
+	 * no trigger fires, so the delete removes the dependent rows itself (the cascade is a
+	 * trigger), and each function takes the capture lock first, like the applier. */
+	"CREATE FUNCTION prov_upsert(p_user text, p_home int, p_s1_salt bytea, p_s1_iter int,\n"
+	"                            p_s1_stored bytea, p_s1_server bytea, p_s256_salt bytea,\n"
+	"                            p_s256_iter int, p_s256_stored bytea, p_s256_server bytea)\n"
+	"RETURNS boolean LANGUAGE plpgsql SET session_replication_role = replica AS $f$\n"
+	"DECLARE updated boolean;\n"
+	"BEGIN\n"
+	"  PERFORM pg_advisory_xact_lock(4242002);\n"
+	"  INSERT INTO users (username, home_node, sha1_salt, sha1_iter, sha1_stored, sha1_server,\n"
+	"                     sha256_salt, sha256_iter, sha256_stored, sha256_server)\n"
+	"    VALUES (p_user, p_home, p_s1_salt, p_s1_iter, p_s1_stored, p_s1_server,\n"
+	"            p_s256_salt, p_s256_iter, p_s256_stored, p_s256_server)\n"
+	"    ON CONFLICT (username) DO UPDATE SET home_node = EXCLUDED.home_node,\n"
+	"      sha1_salt = EXCLUDED.sha1_salt, sha1_iter = EXCLUDED.sha1_iter,\n"
+	"      sha1_stored = EXCLUDED.sha1_stored, sha1_server = EXCLUDED.sha1_server,\n"
+	"      sha256_salt = EXCLUDED.sha256_salt, sha256_iter = EXCLUDED.sha256_iter,\n"
+	"      sha256_stored = EXCLUDED.sha256_stored, sha256_server = EXCLUDED.sha256_server\n"
+	"    RETURNING (xmax <> 0) INTO updated;\n"
+	"  RETURN updated;\n"
+	"END $f$;\n"
+	"CREATE FUNCTION prov_delete(p_user text) RETURNS bigint LANGUAGE plpgsql\n"
+	"SET session_replication_role = replica AS $f$\n"
+	"DECLARE n bigint;\n"
+	"BEGIN\n"
+	"  PERFORM pg_advisory_xact_lock(4242002);\n"
+	"  DELETE FROM roster_items WHERE username = p_user;\n"
+	"  DELETE FROM offline_messages WHERE username = p_user;\n"
+	"  DELETE FROM vcards WHERE username = p_user;\n"
+	"  DELETE FROM last_activity WHERE username = p_user;\n"
+	"  DELETE FROM users WHERE username = p_user;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  RETURN n;\n"
+	"END $f$;\n"
+	"CREATE FUNCTION prov_assign(p_user text, p_home int) RETURNS bigint LANGUAGE plpgsql\n"
+	"SET session_replication_role = replica AS $f$\n"
+	"DECLARE n bigint;\n"
+	"BEGIN\n"
+	"  PERFORM pg_advisory_xact_lock(4242002);\n"
+	"  UPDATE users SET home_node = p_home WHERE username = p_user;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  RETURN n;\n"
+	"END $f$;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
