@@ -12,6 +12,7 @@
 #include "ha/prov.h"
 #include "ha/srm.h"
 #include "heartbeat/transport.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "replication/replication.h"
@@ -77,21 +78,6 @@ struct pair {
 	void (*goodbye_done)(void *arg);
 	void *goodbye_arg;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timeval tv_ms(int64_t ms)
-{
-	if (ms < 0)
-		ms = 0;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	return tv;
-}
 
 static void fsm_log(void *arg, const char *line)
 {
@@ -234,7 +220,7 @@ static void throttle_set(struct pair *p, uint8_t added)
 	snprintf(line, sizeof line, "throttle %.1f %ld", rate, span);
 	log_info("ha: unplanned arrivals: logins limited to %.1f/s for %ld ms", rate, span);
 	engine_child_request(p->srm->engine, line, on_engine_ack, p);
-	struct timeval tv = tv_ms(span);
+	struct timeval tv = clock_tv_ms(span);
 	evtimer_add(p->ev_throttle, &tv);
 }
 
@@ -324,7 +310,7 @@ static void pair_exec(struct pair *p, const struct ha_actions *out)
 				log_warnx("ha: cannot wait for replication");
 			break;
 		case HA_ACT_TIMER_ARM: {
-			struct timeval tv = tv_ms(a->deadline_ms - mono_ms());
+			struct timeval tv = clock_tv_ms(a->deadline_ms - clock_mono_ms());
 			evtimer_add(p->timers[a->timer].ev, &tv);
 			break;
 		}
@@ -372,7 +358,7 @@ static void after_event(struct pair *p)
 
 static void pair_apply(struct pair *p, struct ha_event *e)
 {
-	e->now_ms = mono_ms();
+	e->now_ms = clock_mono_ms();
 	struct ha_actions out;
 	if (ha_fsm_handle(&p->fsm, e, &out) == HA_OK)
 		pair_exec(p, &out);
@@ -564,7 +550,7 @@ static void on_peer_app(void *arg, uint16_t subtype, const uint8_t *payload, siz
 		p->peer.st = ws;
 		p->peer.known = 1;
 		p->peer.ever = 1;
-		p->peer.last_rx_ms = mono_ms();
+		p->peer.last_rx_ms = clock_mono_ms();
 		ev.type = HA_EV_PEER_HEARTBEAT;
 		ev.peer = ws.info;
 		pair_feed(p, &ev);
@@ -677,7 +663,7 @@ int pair_operator(struct pair *p, enum ha_event_type type, int target, char *why
 		return HA_EREFUSED;
 	}
 	p->busy = 1;
-	ev.now_ms = mono_ms();
+	ev.now_ms = clock_mono_ms();
 	struct ha_actions out;
 	int rc = ha_fsm_handle(&p->fsm, &ev, &out);
 	if (rc == HA_OK)
@@ -878,14 +864,14 @@ void pair_start(struct pair *p)
 		 cfg->critical_service_down_delay_ms, cfg->ha_automatic_fallback ? "on" : "off");
 	struct ha_actions out;
 	p->busy = 1;
-	ha_fsm_start(&p->fsm, mono_ms(), &out);
+	ha_fsm_start(&p->fsm, clock_mono_ms(), &out);
 	pair_exec(p, &out);
 	after_event(p);
 	p->busy = 0;
 	pair_drain(p);
-	struct timeval tv = tv_ms(cfg->peer_heartbeat_interval_ms);
+	struct timeval tv = clock_tv_ms(cfg->peer_heartbeat_interval_ms);
 	event_add(p->ev_state, &tv);
-	tv = tv_ms(PAIR_STATS_MS);
+	tv = clock_tv_ms(PAIR_STATS_MS);
 	event_add(p->ev_stats, &tv);
 	pair_services_changed(p);
 }

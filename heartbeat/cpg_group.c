@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define FLUSH_RETRY_MS 5      /* corosync said "try again": retry this soon */
@@ -38,19 +39,6 @@ struct cpg_group {
 	struct cpg_msg *q_head, *q_tail;
 	size_t q_bytes;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval tv_ms(uint32_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	return tv;
-}
 
 bool cpg_member_eq(struct cpg_member a, struct cpg_member b)
 {
@@ -166,7 +154,7 @@ static void group_retry_schedule(struct cpg_group *g)
 	g->retry_ms = g->retry_ms ? g->retry_ms * 2 : CPG_GROUP_RETRY_MIN_MS;
 	if (g->retry_ms > CPG_GROUP_RETRY_MAX_MS)
 		g->retry_ms = CPG_GROUP_RETRY_MAX_MS;
-	tv = tv_ms(g->retry_ms);
+	tv = clock_tv_ms(g->retry_ms);
 	evtimer_add(g->ev_retry, &tv);
 }
 
@@ -255,7 +243,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cpg_group *g = arg;
 	cs_error_t e;
-	uint64_t now = mono_ms();
+	uint64_t now = (uint64_t)clock_mono_ms();
 
 	if (g->connected)
 		return;
@@ -282,7 +270,7 @@ static void group_flush(struct cpg_group *g)
 		cs_error_t e = cpg_mcast_joined(g->h, CPG_TYPE_AGREED, &iov, 1);
 
 		if (e == CS_ERR_TRY_AGAIN) {
-			struct timeval tv = tv_ms(FLUSH_RETRY_MS);
+			struct timeval tv = clock_tv_ms(FLUSH_RETRY_MS);
 			evtimer_add(g->ev_flush, &tv);
 			return;
 		}

@@ -15,6 +15,7 @@
 #include "heartbeat/cpg_group.h"
 #include "heartbeat/detector.h"
 #include "heartbeat/quorum_watch.h"
+#include "lib/clock.h"
 #include "lib/config.h"
 #include "lib/log.h"
 
@@ -58,24 +59,6 @@ struct cpg_transport {
 	struct event *quorum_ev, *quorum_hold;
 };
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t now_ms(void)
-{
-	return now_us() / 1000u;
-}
-
-static struct timeval tv_ms(uint64_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	return tv;
-}
-
 /* ---- sending ---- */
 
 static int send_frame(struct cpg_transport *t, const struct frame *f)
@@ -111,7 +94,7 @@ static void send_hello(struct cpg_transport *t)
 static void send_heartbeat(struct cpg_transport *t)
 {
 	struct frame f = {.h.type = FRAME_HEARTBEAT};
-	uint64_t now = now_us();
+	uint64_t now = (uint64_t)clock_mono_us();
 
 	if (!t->have_peer || t->stopping)
 		return;
@@ -133,14 +116,14 @@ static void quorum_settle(struct cpg_transport *t);
 
 static void dead_timer_arm(struct cpg_transport *t)
 {
-	uint64_t ms = detector_next_deadline(&t->det, now_ms());
+	uint64_t ms = detector_next_deadline(&t->det, (uint64_t)clock_mono_ms());
 	struct timeval tv;
 
 	if (ms == UINT64_MAX || t->stopping) {
 		evtimer_del(t->dead_timer);
 		return;
 	}
-	tv = tv_ms(ms + 1);
+	tv = clock_tv_ms(ms + 1);
 	evtimer_add(t->dead_timer, &tv);
 }
 
@@ -185,12 +168,12 @@ static void peer_lost(struct cpg_transport *t, const char *why)
 		return;
 	log_warnx("peer: node %u lost: %s", t->peer_hello.node_id, why);
 	/* The detector's "down now" transition (it was written for protocol errors). */
-	report(t, detector_on_protocol_error(&t->det, now_ms()), PEER_DOWN_MEMBERSHIP, 0);
+	report(t, detector_on_protocol_error(&t->det, (uint64_t)clock_mono_ms()), PEER_DOWN_MEMBERSHIP, 0);
 }
 
 static void bad_message(struct cpg_transport *t, struct cpg_member from, const char *why)
 {
-	uint64_t now = now_ms();
+	uint64_t now = (uint64_t)clock_mono_ms();
 	bool from_peer = t->have_peer && cpg_member_eq(from, t->peer);
 
 	if (!t->last_bad_log_ms || now - t->last_bad_log_ms >= BAD_LOG_MS) {
@@ -252,7 +235,7 @@ static bool peer_host_in_view(const struct cpg_transport *t)
 
 static void quorum_hold_arm(struct cpg_transport *t, uint64_t ms)
 {
-	struct timeval tv = tv_ms(ms);
+	struct timeval tv = clock_tv_ms(ms);
 	evtimer_add(t->quorum_hold, &tv);
 }
 
@@ -374,8 +357,8 @@ static void on_hello(struct cpg_transport *t, struct cpg_member from, const stru
 	}
 	t->peer_hello = *h;
 	t->version = (uint8_t)common;
-	t->last_rx_us = now_us();
-	ev = detector_on_hello(&t->det, h->boot_id, now_ms());
+	t->last_rx_us = (uint64_t)clock_mono_us();
+	ev = detector_on_hello(&t->det, h->boot_id, (uint64_t)clock_mono_ms());
 	send_heartbeat(t);
 	report(t, ev, 0, 0);
 }
@@ -411,7 +394,7 @@ static void rtt_sample(struct cpg_transport *t, const struct frame_heartbeat *hb
 static void on_heartbeat(struct cpg_transport *t, struct cpg_member from,
 			 const struct frame_heartbeat *hb)
 {
-	uint64_t now = now_us();
+	uint64_t now = (uint64_t)clock_mono_us();
 
 	/* CPG delivers a member's messages in order and whole: a step back is a broken peer. */
 	if (hb->seq <= t->peer_last_seq) {
@@ -468,7 +451,7 @@ static void group_on_message(void *arg, struct cpg_member from, const uint8_t *m
 	}
 	t->st.frames_rx++;
 	t->st.bytes_rx += len;
-	t->last_rx_us = now_us();
+	t->last_rx_us = (uint64_t)clock_mono_us();
 	switch (f.h.type) {
 	case FRAME_HEARTBEAT:
 		on_heartbeat(t, from, &f.u.hb);
@@ -476,7 +459,7 @@ static void group_on_message(void *arg, struct cpg_member from, const uint8_t *m
 	case FRAME_GOODBYE:
 		log_info("peer: node %u said goodbye (%s)", t->peer_hello.node_id,
 			 goodbye_reason_name(f.u.bye.reason));
-		report(t, detector_on_goodbye(&t->det, now_ms()), PEER_DOWN_GOODBYE,
+		report(t, detector_on_goodbye(&t->det, (uint64_t)clock_mono_ms()), PEER_DOWN_GOODBYE,
 		       f.u.bye.reason);
 		return;
 	case FRAME_APP:
@@ -486,7 +469,7 @@ static void group_on_message(void *arg, struct cpg_member from, const uint8_t *m
 			return;
 		}
 		t->st.app_rx++;
-		report(t, detector_on_frame(&t->det, now_ms()), 0, 0);
+		report(t, detector_on_frame(&t->det, (uint64_t)clock_mono_ms()), 0, 0);
 		t->cbs.on_app(t->arg, f.u.app.subtype, f.u.app.payload, f.u.app.len);
 		return;
 	default:
@@ -589,7 +572,7 @@ static void dead_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* What corosync holds for us counts: we may have been the one not scheduled. */
 	cpg_group_poll(t->grp);
-	if (detector_tick(&t->det, now_ms()) == DET_PEER_DOWN) {
+	if (detector_tick(&t->det, (uint64_t)clock_mono_ms()) == DET_PEER_DOWN) {
 		log_warnx("peer: node %u is still a CPG member but has sent nothing for %ums "
 			  "(hung?)", t->peer_hello.node_id, t->hang_ms);
 		report(t, DET_PEER_DOWN, PEER_DOWN_TIMEOUT, 0);
@@ -761,7 +744,7 @@ static void cpg_goodbye(void *impl, int goodbye_reason)
 {
 	struct cpg_transport *t = impl;
 	struct frame f = {.h.type = FRAME_GOODBYE};
-	struct timeval tv = tv_ms(t->connect_timeout_ms);
+	struct timeval tv = clock_tv_ms(t->connect_timeout_ms);
 
 	if (t->stopping)
 		return;
@@ -795,7 +778,7 @@ static void cpg_stats_get(const void *impl, struct peer_link_stats *out)
 	out->connects_failed = d.connects_failed;
 	out->accepts = d.accepts;
 	out->tls_failures = d.tls_failures;
-	out->last_rx_age_ms = t->last_rx_us ? (now_us() - t->last_rx_us) / 1000u : 0;
+	out->last_rx_age_ms = t->last_rx_us ? ((uint64_t)clock_mono_us() - t->last_rx_us) / 1000u : 0;
 }
 
 static const struct peer_transport_ops cpg_ops = {
@@ -831,7 +814,7 @@ struct peer_transport *cpg_transport_new(struct event_base *base, const struct d
 	struct detector_config dc = {(uint32_t)cfg->peer_heartbeat_interval_ms,
 				     (uint32_t)cfg->peer_hang_timeout_ms};
 	struct peer_link_config lc;
-	struct timeval hb = tv_ms((uint64_t)cfg->peer_heartbeat_interval_ms);
+	struct timeval hb = clock_tv_ms((uint64_t)cfg->peer_heartbeat_interval_ms);
 	struct cpg_transport *t;
 
 	if (detector_config_check(&dc) != 0) {
@@ -851,13 +834,13 @@ struct peer_transport *cpg_transport_new(struct event_base *base, const struct d
 	t->interval_ms = dc.interval_ms;
 	t->hang_ms = dc.dead_timeout_ms;
 	t->connect_timeout_ms = (uint32_t)cfg->peer_connect_timeout_ms;
-	t->created_us = now_us();
+	t->created_us = (uint64_t)clock_mono_us();
 	while (memcmp(t->boot_id, zero, sizeof zero) == 0)
 		if (RAND_bytes(t->boot_id, FRAME_BOOT_ID_SIZE) != 1) {
 			log_warnx("peer: no randomness for the boot id");
 			goto fail;
 		}
-	detector_init(&t->det, &dc, now_ms());
+	detector_init(&t->det, &dc, (uint64_t)clock_mono_ms());
 	t->hb_timer = event_new(base, -1, EV_PERSIST, hb_cb, t);
 	t->dead_timer = evtimer_new(base, dead_cb, t);
 	t->bye_timer = evtimer_new(base, bye_timeout_cb, t);

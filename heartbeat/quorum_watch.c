@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define FAIL_LOG_MS 10000u /* connection failures: one warning per this period */
@@ -29,13 +30,6 @@ struct quorum_watch {
 	bool logged_state, logged_quorate, logged_required;
 	struct quorum_view view;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 const char *quorum_require_name(enum quorum_require r)
 {
@@ -264,7 +258,7 @@ fail:
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct quorum_watch *q = arg;
-	uint64_t now = mono_ms();
+	uint64_t now = (uint64_t)clock_mono_ms();
 	cs_error_t e;
 
 	if (q->connected)

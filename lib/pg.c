@@ -24,6 +24,7 @@
  *
  * Limitation of libpq: a host name is resolved with a blocking getaddrinfo() inside
  * PQconnectStart/PQconnectPoll; production should use a unix socket or hostaddr=. */
+#include "lib/clock.h"
 #include "lib/pg.h"
 
 #include "lib/log.h"
@@ -116,23 +117,6 @@ static void conn_start(struct pg_conn *c);
 static void conn_fail(struct pg_conn *c, const char *why);
 static void pool_dispatch(struct pg_pool *pool);
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timeval tv_ms(int64_t ms)
-{
-	struct timeval tv;
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-	return tv;
-}
-
 /* libpq messages end with a newline; keep one line, bounded. */
 static void err_copy(char *dst, size_t len, const char *msg)
 {
@@ -169,14 +153,14 @@ static void pool_arm_timeout(struct pg_pool *pool)
 		event_del(pool->ev_timeout);
 		return;
 	}
-	struct timeval tv = tv_ms(head->deadline_ms - now_ms());
+	struct timeval tv = clock_tv_ms(head->deadline_ms - clock_mono_ms());
 	event_add(pool->ev_timeout, &tv);
 }
 
 static void pool_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_pool *pool = arg;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	const char *why = pool->n_connected ? "database overloaded" : "database unavailable";
 	struct pg_req *req;
 
@@ -417,7 +401,7 @@ static void conn_notice(void *arg, const char *message)
 
 static void conn_schedule_retry(struct pg_conn *c)
 {
-	struct timeval tv = tv_ms(c->backoff_ms);
+	struct timeval tv = clock_tv_ms(c->backoff_ms);
 	event_add(c->ev_retry, &tv);
 	c->backoff_ms = c->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS
 							       : c->backoff_ms * 2;
@@ -511,7 +495,7 @@ static void conn_wait(struct pg_conn *c, short dir)
 		event_free(c->ev_connect);
 	c->fd = fd;
 	c->ev_connect = event_new(c->pool->base, fd, dir, conn_on_connect, c);
-	struct timeval tv = tv_ms(PG_CONNECT_TIMEOUT_MS);
+	struct timeval tv = clock_tv_ms(PG_CONNECT_TIMEOUT_MS);
 	if (!c->ev_connect || event_add(c->ev_connect, &tv) < 0)
 		conn_fail(c, "out of memory");
 }
@@ -730,7 +714,7 @@ struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
 		p += n;
 	}
 	req->state = REQ_QUEUED;
-	req->deadline_ms = now_ms() + pool->queue_timeout_ms;
+	req->deadline_ms = clock_mono_ms() + pool->queue_timeout_ms;
 	int was_empty = TAILQ_EMPTY(&pool->queue);
 	TAILQ_INSERT_TAIL(&pool->queue, req, entry);
 	pool->n_queued++;
