@@ -156,16 +156,6 @@ void fo_mark(struct lg *lg, uint64_t now)
 	fprintf(stderr, "duet-loadgen: fault marked at t=%.3fs\n", (double)(now - lg->t0) / 1e9);
 }
 
-void fo_end(struct lg *lg, uint64_t now)
-{
-	if (F.stop_ns)
-		return;
-	F.stop_ns = now;
-	F.sending = 0;
-	fprintf(stderr, "duet-loadgen: end requested at t=%.3fs, draining\n",
-		(double)(now - lg->t0) / 1e9);
-}
-
 /* The partner of user (2i-1 <-> 2i, counted from first_user). */
 static int partner(const struct lg *lg, int user)
 {

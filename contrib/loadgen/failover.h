@@ -10,9 +10,8 @@
  *     any, then with jittered exponential backoff, alternating between --host and
  *     --alt-host for attempts that fail before a login.
  * SIGUSR1 marks the fault: recovery times are measured from it, and the run ends once every
- * client that lost its session is back for --settle s (or --after-mark s passed), or at
- * SIGUSR2 (the caller decides when the run is over); then sending stops, in-flight messages
- * drain, and the counts and a timeline are printed. */
+ * client that lost its session is back for --settle s (or --after-mark s passed); then
+ * sending stops, in-flight messages drain, and the counts and a timeline are printed. */
 #ifndef LOADGEN_FAILOVER_H
 #define LOADGEN_FAILOVER_H
 
@@ -28,8 +27,6 @@ void fo_free(struct lg *lg);
 /* Start user u's first connection (arrivals of the login phase). */
 void fo_start(struct lg *lg, int user, uint64_t sched_ns);
 void fo_mark(struct lg *lg, uint64_t now);
-/* Stop sending now and end once in-flight messages have drained (SIGUSR2). */
-void fo_end(struct lg *lg, uint64_t now);
 /* Every tick: messages due, reconnects due, the timeline, the end.  1 = finished. */
 int fo_tick(struct lg *lg, uint64_t now);
 
