@@ -68,6 +68,9 @@ struct conn {
 	 * clients expect it on the new stream, RFC 6120 §6.4.6). */
 	const char *deferred_condition;
 	char deferred_text[256];
+	/* Released (conn_release): its full JID, for the messages still read after the
+	 * stream error; NULL otherwise. */
+	char *drain_from;
 	/* Monotonic milliseconds: the once-a-second sweep never fires a timeout early. */
 	int64_t opened, last_read, last_write, closing_since;
 	struct conn *prev, *next;
@@ -335,7 +338,7 @@ static void conn_flush(struct conn *c)
 	}
 	if (!c->read_wants_write)
 		wev_set(c, false);
-	if (c->phase == PH_CLOSING && !c->in_read)
+	if (c->phase == PH_CLOSING && !c->in_read && !c->drain_from)
 		conn_free(c);
 }
 
@@ -502,9 +505,9 @@ static void conn_begin_close(struct conn *c)
 	c->phase = PH_CLOSING;
 	c->closing_since = clock_mono_ms();
 	conn_detach(c);
-	if (c->rev)
+	if (c->rev && !c->drain_from)
 		event_del(c->rev); /* nothing more is read; what is queued still goes out */
-	if (evbuffer_get_length(c->out) == 0 && !c->in_read)
+	if (evbuffer_get_length(c->out) == 0 && !c->in_read && !c->drain_from)
 		conn_free(c);
 	else
 		output_added(c);
@@ -515,6 +518,8 @@ static void conn_free(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	free(c->drain_from);
+	c->drain_from = NULL;
 	conn_detach(c);
 	conn_unlink(c);
 	server.nconns--;
@@ -544,7 +549,7 @@ static void conn_read(struct conn *c)
 	char buf[READ_CHUNK];
 	size_t total = 0;
 	c->last_read = clock_mono_ms();
-	while (!c->dead && c->phase != PH_CLOSING && !c->handshaking) {
+	while (!c->dead && (c->phase != PH_CLOSING || c->drain_from) && !c->handshaking) {
 		ssize_t n;
 		bool was_plain = !c->ssl;
 		if (c->ssl) {
@@ -692,9 +697,24 @@ static void xs_open(void *arg, const char *name, const char **attrs)
 	c->phase = c->authenticated ? PH_PRE_BIND : PH_PRE_AUTH;
 }
 
+/* No more reading on a released connection: it closes once its output is written. */
+static void drain_end(struct conn *c)
+{
+	free(c->drain_from);
+	c->drain_from = NULL;
+	if (c->rev)
+		event_del(c->rev);
+	if (!c->in_read && !c->dead)
+		output_added(c);
+}
+
 static void xs_close(void *arg)
 {
 	struct conn *c = arg;
+	if (c->phase == PH_CLOSING) { /* the client's answer to our closing tag */
+		drain_end(c);
+		return;
+	}
 	send_header(c);
 	evbuffer_add(c->out, "</stream:stream>", 16);
 	conn_begin_close(c);
@@ -703,6 +723,10 @@ static void xs_close(void *arg)
 static void xs_error(void *arg, enum xml_stream_error err)
 {
 	struct conn *c = arg;
+	if (c->phase == PH_CLOSING) {
+		drain_end(c);
+		return;
+	}
 	conn_stream_error(c, xml_stream_error_condition(err), NULL);
 }
 
@@ -929,6 +953,14 @@ static void xs_stanza(void *arg, struct xml_node *st)
 		xml_set_attr(st, "from", c->res->full);
 		route_from_client(c->res, st);
 		return; /* ownership passed */
+	case PH_CLOSING:
+		/* Sent before the client saw our stream error: its messages still count. */
+		if (c->drain_from && !strcmp(st->name, "message")) {
+			xml_set_attr(st, "from", c->drain_from);
+			message_from_released(c->drain_from, st);
+			return;
+		}
+		break;
 	default:
 		break;
 	}
@@ -945,7 +977,7 @@ void conn_sweep(void)
 	for (struct conn *c = server.conns, *next; c; c = next) {
 		next = c->next;
 		if (c->phase == PH_CLOSING) {
-			if (now - c->closing_since > 5000)
+			if (now - c->closing_since > (c->drain_from ? CONN_DRAIN_MS : 5000))
 				conn_free(c);
 			continue;
 		}
@@ -969,6 +1001,13 @@ void conn_sweep(void)
 		malloc_trim(0);
 		last_trim = now;
 	}
+}
+
+void conn_release(struct conn *c, const char *condition, const char *text)
+{
+	if (c->phase == PH_ESTABLISHED && c->res && !c->drain_from)
+		c->drain_from = strdup(c->res->full); /* without memory: no drain, as before */
+	conn_stream_error(c, condition, text);
 }
 
 void conn_close_all(const char *condition)

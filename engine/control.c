@@ -128,9 +128,9 @@ static void release_one(evutil_socket_t fd, short what, void *arg)
 		struct resource *r = session_find(&j);
 		if (r && r->conn) {
 			if (ri->target[0])
-				conn_stream_error(r->conn, "see-other-host", ri->target);
+				conn_release(r->conn, "see-other-host", ri->target);
 			else
-				conn_stream_error(r->conn, "system-shutdown", NULL);
+				conn_release(r->conn, "system-shutdown", NULL);
 		}
 	}
 	free(ri);

@@ -161,6 +161,12 @@ void conn_stream_error(struct conn *c, const char *condition, const char *text);
  * condition element. */
 void conn_stream_error_app(struct conn *c, const char *condition, const char *text,
 			   const char *app_xml);
+/* End an established session the node no longer serves (see-other-host, or
+ * system-shutdown): the stream error goes out, and what the client sent before it saw the
+ * error is still read and its messages routed until the client closes its stream, for
+ * CONN_DRAIN_MS at most (RFC 6120 §4.4). */
+void conn_release(struct conn *c, const char *condition, const char *text);
+#define CONN_DRAIN_MS 2000
 void conn_sweep(void); /* timeouts and keepalives, once a second */
 bool conn_tls_active(const struct conn *c);
 /* A login token for c (the throttle, control.c), taken once per connection. */
@@ -287,6 +293,9 @@ void presence_resource_gone(struct resource *r);
 
 /* --- message.c --- */
 void message_from_client(struct resource *res, struct xml_node *m);
+/* A message read from a session already released (conn_release): routed as sent by
+ * `full`, with no reply possible to it. */
+void message_from_released(const char *full, struct xml_node *m);
 void message_to_local(const struct jid *to, struct xml_node *m);
 void message_resource_gone(struct resource *r);
 

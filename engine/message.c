@@ -71,6 +71,19 @@ void message_from_client(struct resource *res, struct xml_node *m)
 	route_to_local(&j, m);
 }
 
+void message_from_released(const char *full, struct xml_node *m)
+{
+	const char *to = xml_get_attr(m, "to");
+	struct jid j;
+	if (!server.cfg.instant_messaging || !to || jid_parse(to, &j) < 0 || !j.local[0]) {
+		log_debug("released session %s: message dropped (nowhere to route it)", full);
+		xml_free(m);
+		return;
+	}
+	server.stats.messages++;
+	route_to_local(&j, m);
+}
+
 struct pending_msg {
 	struct xml_node *m;
 	char sender_bare[JID_BUF];

@@ -24,12 +24,15 @@ struct fo_user {
 	long spread_s;           /* re-login spread from disco, -1 unknown */
 	uint64_t reconnect_at;   /* FO_WAITING: when */
 	uint64_t next_send;      /* online: next message */
-	uint32_t sent, confirmed; /* seqs: written, confirmed by the server's ping answer */
+	uint32_t sent;           /* last seq written */
+	uint32_t confirmed;      /* how many seqs the server confirmed (conf[]) */
+	uint32_t conn_first;     /* first seq written on the current connection */
+	uint8_t *conf;           /* per seq: confirmed by a ping answer on its own connection */
 	uint32_t sent_at_mark, sent_until_back;
 	uint8_t *rx;             /* copies received of each seq from the partner (cap 255) */
 	uint32_t rx_cap;
 	int32_t *sent_ms;        /* when each seq was sent, ms from the start (for lost ones) */
-	uint32_t sent_cap;
+	uint32_t sent_cap;       /* of sent_ms and conf */
 	uint64_t lost_ns, back_ns; /* after the mark: session lost, logged in again */
 };
 
@@ -121,6 +124,7 @@ void fo_free(struct lg *lg)
 	for (int i = 0; F.u && i < F.n; i++) {
 		free(F.u[i].rx);
 		free(F.u[i].sent_ms);
+		free(F.u[i].conf);
 	}
 	free(F.u);
 	free(F.tl);
@@ -156,6 +160,16 @@ void fo_mark(struct lg *lg, uint64_t now)
 	fprintf(stderr, "duet-loadgen: fault marked at t=%.3fs\n", (double)(now - lg->t0) / 1e9);
 }
 
+void fo_end(struct lg *lg, uint64_t now)
+{
+	if (F.stop_ns)
+		return;
+	F.stop_ns = now;
+	F.sending = 0;
+	fprintf(stderr, "duet-loadgen: end requested at t=%.3fs, draining\n",
+		(double)(now - lg->t0) / 1e9);
+}
+
 /* The partner of user (2i-1 <-> 2i, counted from first_user). */
 static int partner(const struct lg *lg, int user)
 {
@@ -172,6 +186,7 @@ void fo_on_login(struct lg *lg, struct client *c, int user)
 	uint64_t now = lg_now_ns();
 	u->state = FO_ONLINE;
 	u->attempts = 0;
+	u->conn_first = u->sent + 1;
 	count(lg, offsetof(struct fo_bucket, logins));
 	if (u->lost_ns && !u->back_ns) {
 		u->back_ns = now;
@@ -220,10 +235,16 @@ void fo_on_iq(struct lg *lg, int user, const struct xin_stanza *st)
 	struct fo_user *u = user_of(lg, user);
 	if (!u || strcmp(st->type, "result") != 0)
 		return;
-	if (st->id[0] == 'p') { /* the ping after message seq: everything up to it routed */
+	if (st->id[0] == 'p') {
+		/* The ping after message seq: everything this connection sent up to it was
+		 * routed.  Not what an earlier connection sent: a server ending a session may
+		 * not have read its last stanzas, which stay in doubt. */
 		unsigned long seq = strtoul(st->id + 1, NULL, 10);
-		if (seq > u->confirmed && seq <= u->sent)
-			u->confirmed = (uint32_t)seq;
+		for (unsigned long s = u->conn_first; s <= seq && s <= u->sent; s++)
+			if (s < u->sent_cap && !u->conf[s]) {
+				u->conf[s] = 1;
+				u->confirmed++;
+			}
 	} else if (strcmp(st->id, "d") == 0 && st->relogin_upper >= 0 && st->relogin_lower >= 0) {
 		long spread = st->relogin_upper - st->relogin_lower;
 		u->spread_s = spread > 0 ? spread : 0;
@@ -307,8 +328,12 @@ static void send_due(struct lg *lg, uint64_t now)
 			if (u->sent >= u->sent_cap) {
 				uint32_t n = u->sent_cap ? u->sent_cap * 2 : 64;
 				int32_t *p = realloc(u->sent_ms, n * sizeof *p);
-				if (p) {
+				if (p)
 					u->sent_ms = p;
+				uint8_t *q = p ? realloc(u->conf, n) : NULL;
+				if (q) {
+					memset(q + u->sent_cap, 0, n - u->sent_cap);
+					u->conf = q;
 					u->sent_cap = n;
 				}
 			}
@@ -339,6 +364,11 @@ static int online_count(void)
 	return n;
 }
 
+static int confirmed(const struct fo_user *u, uint32_t s)
+{
+	return s < u->sent_cap && u->conf[s];
+}
+
 /* Every confirmed message has arrived at its partner. */
 static int drained(const struct lg *lg)
 {
@@ -346,8 +376,8 @@ static int drained(const struct lg *lg)
 		const struct fo_user *u = &F.u[i];
 		int p = partner(lg, lg->cfg.first_user + i);
 		const struct fo_user *r = p ? user_of(lg, p) : NULL;
-		for (uint32_t s = 1; r && s <= u->confirmed; s++)
-			if (s >= r->rx_cap || !r->rx[s])
+		for (uint32_t s = 1; r && s <= u->sent; s++)
+			if (confirmed(u, s) && (s >= r->rx_cap || !r->rx[s]))
 				return 0;
 	}
 	return 1;
@@ -435,9 +465,9 @@ static void totals(const struct lg *lg, struct fo_totals *t)
 				t->received++;
 			if (got > 1)
 				t->duplicated += got - 1;
-			if (s <= u->confirmed && !got)
+			if (confirmed(u, s) && !got)
 				t->lost++;
-			if (s > u->confirmed) {
+			if (!confirmed(u, s)) {
 				t->unconfirmed++;
 				t->unconfirmed_arrived += got > 0;
 			}
@@ -467,8 +497,8 @@ static void lost_print(const struct lg *lg, FILE *out, int max)
 		const struct fo_user *u = &F.u[i];
 		int p = partner(lg, lg->cfg.first_user + i);
 		const struct fo_user *r = p ? user_of(lg, p) : NULL;
-		for (uint32_t s = 1; r && s <= u->confirmed && n < max; s++)
-			if (s >= r->rx_cap || !r->rx[s]) {
+		for (uint32_t s = 1; r && s <= u->sent && n < max; s++)
+			if (confirmed(u, s) && (s >= r->rx_cap || !r->rx[s])) {
 				long at = s < u->sent_cap ? u->sent_ms[s] : -1;
 				long mark = F.mark_ns ? (long)((F.mark_ns - lg->t0) / 1000000u) : 0;
 				fprintf(out, "%s[%d,%d,%u,%ld]", n++ ? "," : "",

@@ -15,7 +15,7 @@
 #include "contrib/loadgen/loadgen.h"
 
 static struct lg G;
-static struct event *arrive_ev, *tick_ev, *hard_ev, *sig_term, *sig_int, *sig_mark;
+static struct event *arrive_ev, *tick_ev, *hard_ev, *sig_term, *sig_int, *sig_mark, *sig_end;
 static int total_conns; /* messages/idle: connections to open */
 static uint64_t login_phase_end; /* messages/idle: give up waiting for logins */
 static uint64_t last_progress;
@@ -42,7 +42,8 @@ static void usage(FILE *f)
 		"  --inflight K         message mode: messages in flight per pair (4)\n"
 		"  --mech auto|sha1|sha256   SCRAM variant (auto: SHA-256 when offered)\n"
 		"  --json               one JSON object on stdout\n"
-		"failover mode (clients that follow the pair; SIGUSR1 marks the fault):\n"
+		"failover mode (clients that follow the pair; SIGUSR1 marks the fault, SIGUSR2\n"
+		"  ends the run: sending stops, in-flight messages drain, the report follows):\n"
 		"  --first-user K       users PREFIXK..PREFIX(K+N-1) (1)\n"
 		"  --alt-host H --alt-port P   the other node, tried when this one fails\n"
 		"  --msg-interval S     seconds between one client's messages (5)\n"
@@ -227,6 +228,14 @@ static void on_mark(evutil_socket_t sig, short what, void *arg)
 {
 	if (G.cfg.mode == LG_FAILOVER)
 		fo_mark(&G, lg_now_ns());
+}
+
+static void on_end(evutil_socket_t sig, short what, void *arg)
+{
+	if (G.cfg.mode == LG_FAILOVER)
+		fo_end(&G, lg_now_ns());
+	else
+		run_finish();
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -417,7 +426,8 @@ int main(int argc, char **argv)
 	sig_term = evsignal_new(G.base, SIGTERM, on_signal, NULL);
 	sig_int = evsignal_new(G.base, SIGINT, on_signal, NULL);
 	sig_mark = evsignal_new(G.base, SIGUSR1, on_mark, NULL);
-	if (!arrive_ev || !tick_ev || !hard_ev || !sig_term || !sig_int || !sig_mark)
+	sig_end = evsignal_new(G.base, SIGUSR2, on_end, NULL);
+	if (!arrive_ev || !tick_ev || !hard_ev || !sig_term || !sig_int || !sig_mark || !sig_end)
 		return 1;
 	event_add(arrive_ev, &ms);
 	event_add(tick_ev, &tick);
@@ -425,6 +435,7 @@ int main(int argc, char **argv)
 	event_add(sig_term, NULL);
 	event_add(sig_int, NULL);
 	event_add(sig_mark, NULL);
+	event_add(sig_end, NULL);
 
 	G.t0 = lg_now_ns();
 	last_progress = G.t0;
@@ -445,6 +456,7 @@ int main(int argc, char **argv)
 		fo_free(&G);
 	event_free(arrive_ev);
 	event_free(sig_mark);
+	event_free(sig_end);
 	event_free(tick_ev);
 	event_free(hard_ev);
 	event_free(sig_term);

@@ -58,6 +58,7 @@ class FaultPair(Pair):
         self.watcher = None
         self.frozen = set()  # nodes whose srmd is stopped (SIGSTOP): not asked anything
         self.engine_killed = {}  # node -> monotonic time presenced was last killed here
+        self.engine_kills = []   # (monotonic time, node) of every kill -9 of a presenced
 
     def lg(self, *args, check=True, extra_env=None):
         """contrib/local-group, always with the nodes' namespaces and addresses (start and
@@ -125,6 +126,7 @@ class FaultPair(Pair):
             try:
                 os.kill(pid, signal.SIGKILL)
                 self.engine_killed[n] = time.monotonic()
+                self.engine_kills.append((self.engine_killed[n], n))
                 return pid
             except ProcessLookupError:
                 pass

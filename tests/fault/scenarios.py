@@ -1,7 +1,8 @@
 """The fault scenarios (issue #6), each checked against the manual's Table 31 (rows T1-T24,
 shared/spec/inventory-part2.md §17.3; docs/state-machine.md) with the state and reason
-names srmd reports, and against the clients' ledger (traffic.py): every client ends up
-served, no message lost or duplicated, both databases equal (`srmctl digest`).
+names srmd reports, and against the clients' ledger (traffic.py) and the load generator's
+report (loadgen.py): every client ends up served, no message lost or duplicated, both
+databases equal (`srmctl digest`).
 
 Every scenario starts and ends with both nodes Normal, the network healed and every user
 at its home node, so they share one pair.  A scenario is a function of a Run; `F` is the
@@ -11,6 +12,7 @@ node the fault hits, `P` its peer.
 import signal
 import time
 
+import loadgen
 import transports
 from pair_harness import Fail
 
@@ -34,11 +36,37 @@ class KnownBug:
     """A product bug a scenario shows, described in the report of the fault tests and not
     fixed here.  The scenario's failure is expected (XFAIL) as long as every problem is
     explained by the bug (`matches(run, problem)`); if the scenario passes, the fix has
-    landed and the marker must be removed (the run fails until it is)."""
+    landed and the marker must be removed (the run fails until it is), unless the bug is
+    `intermittent` (a race the scenario hits now and then): then a pass is a pass."""
 
-    def __init__(self, text, matches):
+    def __init__(self, text, matches, intermittent=False):
         self.text = text
         self.matches = matches
+        self.intermittent = intermittent
+
+
+# A confirmed message sent this long or less before a kill -9 of presenced may have been
+# in the killed engine's memory only (docs/benchmarks.md "Failover": a few hundred ms).
+ENGINE_KILL_WINDOW_S = 0.5
+
+
+def lost_in_killed_engine(run, problem):
+    """A confirmed message lost because the presenced that had taken it was killed before
+    it was written on: sent at most ENGINE_KILL_WINDOW_S before one of the scenario's
+    kills of presenced (the ping's answer only means the engine routed it in memory)."""
+    kind, msg = problem[0], (problem[2] if len(problem) > 2 else None)
+    if kind not in ("lost", "loadgen-lost") or msg is None or msg.t is None:
+        return False
+    # -0.05: the load generator's send times are whole ms from its mark, which it takes
+    # a moment after ours (msg.t errs early, never late by more than the rounding).
+    return any(-0.05 <= k - msg.t <= ENGINE_KILL_WINDOW_S
+               for k, n in run.pair.engine_kills if n == run.failed)
+
+
+KILL9_LOSES_ACCEPTED = KnownBug(
+    "kill -9 of presenced loses the messages it had confirmed (ping answered) but not yet "
+    "written to the recipient or the peer engine (docs/benchmarks.md \"Failover\")",
+    lost_in_killed_engine, intermittent=True)
 
 
 class Run:
@@ -57,6 +85,8 @@ class Run:
         self.extra = []    # problems found by the scenario's own checks
         self.window = None  # stop-postgres: (start, end) of the database outage
         self.failed = None  # the node the fault hit
+        self.build = stage.build
+        self.load = None    # this scenario's loadgen.LoadRun
 
     def silent_s(self, hung=False):
         """How long the transport takes to notice a silent peer (hung: an srmd that stopped
@@ -74,11 +104,19 @@ class Run:
         self.pair.wait_normal(30, f"{name}: start")
         self.offsets = {n: self.pair.log_size(n) for n in (1, 2)}
         self.mark = self.pair.watcher.mark()
+        self.load = loadgen.LoadRun(self.pair, self.build, name, self.log)
         self.traffic.begin(name)
         self.traffic.wait_flowing(2, 30, f"{name}: messages before the fault")
+        self.load.wait_up()
+
+    def close(self):
+        """Whatever the scenario left running (its load generator after a failure)."""
+        if self.load:
+            self.load.kill()
 
     def fault(self, text):
         self.log(f"{self.name}: FAULT: {text}")
+        self.load.mark()
 
     def expect(self, want, timeout, row):
         """want: {node: (state, reason or None)}; row: the Table 31 row(s) it shows."""
@@ -109,9 +147,13 @@ class Run:
     def finish(self):
         """T1 again, digests equal, every user home, the ledger clean."""
         self.expect({1: NORMAL, 2: NORMAL}, 30, "T1 Normal / Normal at the end")
+        # The load generator ends first: its messages are not in flight while the
+        # databases are compared.
+        report = self.load.end()
         self.pair.wait_converged(f"{self.name}: end", timeout=30)
+        load_problems, load_summary = self.load.check(report, self.traffic)
         problems, summary = self.traffic.settle()
-        problems += self.extra
+        problems += self.extra + load_problems
         states = (self.pair.state(1), self.pair.state(2))
         if states != (NORMAL, NORMAL):  # T1 must hold, not only have been seen
             raise Fail(f"{self.name}: not T1 any more at the end: {self.pair.both()}")
@@ -122,6 +164,7 @@ class Run:
             self.log(f"{self.name}: node {n} transitions: " + "; ".join(
                 f"{a} ({b}) -> {c} ({d}) [{e}]" for _, a, b, c, d, e in self.transitions(n)))
         self.log(f"{self.name}: {summary}")
+        self.log(f"{self.name}: {load_summary}")
         if problems:
             for line in self.traffic.events[-30:]:
                 self.log(f"  client event at {line[0]:.2f}: {line[1]}")
@@ -151,6 +194,7 @@ def kill_presenced(run, f=2):
     """kill -9 of presenced: once (restarted inside the Critical Service Down Delay: T1
     throughout), then again and again until the delay runs out: T12, then T11."""
     p = 3 - f
+    run.failed = f
     # After the repeated kills of an earlier round srmd waits longer than the Critical
     # Service Down Delay before a restart, until the engine ran 60 s without a crash.
     wait = run.pair.engine_backoff_reset_in(f)
@@ -391,7 +435,8 @@ def restart_both_in_manual_failover(run, f=1):
 # name -> (function, short description, KnownBug or None), in the order of a run.
 SCENARIOS = {
     "kill-srmd": (kill_srmd, "kill -9 srmd (T16, T11)", None),
-    "kill-presenced": (kill_presenced, "kill -9 presenced (T1, T12, T11)", None),
+    "kill-presenced": (kill_presenced, "kill -9 presenced (T1, T12, T11)",
+                       KILL9_LOSES_ACCEPTED),
     "stop-postgres": (stop_postgres, "PostgreSQL stopped (T13, T11)", None),
     "sigstop-srmd": (sigstop_srmd, "srmd hung past the dead timeout (T16, T1)", None),
     "link-down": (link_down, "peer link down, then up (T16 both, T1)", None),
