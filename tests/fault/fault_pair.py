@@ -135,9 +135,11 @@ class FaultPair(Pair):
     def engine_backoff_reset_in(self, n):
         """Seconds until srmd's restart backoff for node n's presenced is back at its
         minimum (ha/engine_child.c BACKOFF_RESET_MS: 60 s healthy after the last crash we
-        caused), 0 if it is."""
+        caused; healthy again up to BACKOFF_MAX_MS, 10 s, plus a start-up after the kill),
+        0 if it is."""
         t = self.engine_killed.get(n)
-        return 0.0 if t is None else max(0.0, t + ENGINE_BACKOFF_RESET_S + 5 - time.monotonic())
+        return 0.0 if t is None else max(0.0, t + ENGINE_BACKOFF_RESET_S + 10 + 8
+                                         - time.monotonic())
 
     # ---- what srmd logged ----
 
