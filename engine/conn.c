@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "engine/engine.h"
+#include "engine/route.h"
 #include "engine/sasl.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -47,6 +48,11 @@ struct conn {
 	struct evbuffer *out;    /* waiting to be written */
 	int fd;
 	int flush_slot; /* index in the deferred flush queue, -1 if not queued */
+	/* Output held until the route link has written this far (route_link_queued_mark):
+	 * what this client's stanzas forwarded to the peer engine is in the kernel before
+	 * anything (an iq answer) confirms them.  0 = not held. */
+	uint64_t route_mark;
+	int route_slot; /* index in the held list, -1 if not held */
 	struct xml_stream *xs;
 	enum phase phase;
 	bool tls, header_sent, authenticated, in_read, dead, overflow, binding, prefetching;
@@ -180,6 +186,7 @@ void conn_accept(int fd, const char *ip, bool direct_tls)
 	}
 	c->fd = fd;
 	c->flush_slot = -1;
+	c->route_slot = -1;
 	snprintf(c->ip, sizeof c->ip, "%s", ip);
 	c->opened = c->last_read = c->last_write = clock_mono_ms();
 	c->xs = new_parser(c);
@@ -245,6 +252,50 @@ static void flush_queued(evutil_socket_t fd, short what, void *arg)
 	nflushq = 0;
 }
 
+/* ---- output held for the route link ---- */
+
+static struct conn **heldq;
+static size_t nheldq, capheldq;
+
+static void hold_for_route(struct conn *c)
+{
+	if (c->route_slot >= 0)
+		return;
+	if (nheldq == capheldq) {
+		size_t cap = capheldq ? 2 * capheldq : 64;
+		struct conn **q = realloc(heldq, cap * sizeof *q);
+		if (!q) { /* cannot wait: write now, as before this existed */
+			c->route_mark = 0;
+			return;
+		}
+		heldq = q;
+		capheldq = cap;
+	}
+	c->route_slot = (int)nheldq;
+	heldq[nheldq++] = c;
+}
+
+void conn_route_written(void)
+{
+	size_t kept = 0;
+	/* nheldq is read each turn: a connection held while this runs is visited too. */
+	for (size_t i = 0; i < nheldq; i++) {
+		struct conn *c = heldq[i];
+		heldq[i] = NULL;
+		if (!c)
+			continue; /* freed meanwhile */
+		if (!route_link_written(c->route_mark)) {
+			c->route_slot = (int)kept;
+			heldq[kept++] = c;
+			continue;
+		}
+		c->route_slot = -1;
+		c->route_mark = 0;
+		conn_flush(c); /* may free c */
+	}
+	nheldq = kept; /* kept <= i always: compacting never overwrote an unvisited entry */
+}
+
 /* Output was queued on c: write it at the end of this round. */
 static void output_added(struct conn *c)
 {
@@ -299,6 +350,14 @@ static void conn_flush(struct conn *c)
 {
 	if (c->dead || c->handshaking)
 		return; /* output waits for the handshake */
+	if (c->route_mark) {
+		if (!route_link_written(c->route_mark)) {
+			hold_for_route(c);
+			if (c->route_mark)
+				return;
+		}
+		c->route_mark = 0;
+	}
 	struct evbuffer *out = c->out;
 	while (evbuffer_get_length(out) > 0) {
 		if (!c->ssl) {
@@ -530,6 +589,9 @@ static void conn_free(struct conn *c)
 	if (c->flush_slot >= 0)
 		flushq[c->flush_slot] = NULL;
 	c->flush_slot = -1;
+	if (c->route_slot >= 0)
+		heldq[c->route_slot] = NULL;
+	c->route_slot = -1;
 	io_release(c);
 	close(c->fd);
 	if (!c->in_read) { /* else conn_io frees it (the parser may be on the stack) */
@@ -613,6 +675,7 @@ static void tls_handshake(struct conn *c)
 static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	uint64_t routed_before = route_link_queued_mark();
 	c->in_read = true;
 	if (c->handshaking) {
 		tls_handshake(c);
@@ -627,7 +690,20 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		free(c);
 		return;
 	}
-	conn_flush(c); /* this round's replies, in one write; may free c */
+	uint64_t routed = route_link_queued_mark();
+	if (routed != routed_before && !route_link_written(routed) && routed > c->route_mark)
+		c->route_mark = routed;
+	if (nflushq == 0 && !c->route_mark) {
+		conn_flush(c); /* this round's replies, in one write; may free c */
+		return;
+	}
+	/* Behind what this read queued for other sessions (the recipients of its messages):
+	 * a reply confirming them goes out after them. */
+	if (c->flush_slot >= 0) {
+		flushq[c->flush_slot] = NULL;
+		c->flush_slot = -1;
+	}
+	output_added(c);
 }
 
 /* ---- STARTTLS ---- */

@@ -167,6 +167,8 @@ void conn_stream_error_app(struct conn *c, const char *condition, const char *te
  * CONN_DRAIN_MS at most (RFC 6120 §4.4). */
 void conn_release(struct conn *c, const char *condition, const char *text);
 #define CONN_DRAIN_MS 2000
+/* The route link wrote more (route_link.c): replies held for it may go out now. */
+void conn_route_written(void);
 void conn_sweep(void); /* timeouts and keepalives, once a second */
 bool conn_tls_active(const struct conn *c);
 /* A login token for c (the throttle, control.c), taken once per connection. */

@@ -862,9 +862,9 @@ void route_stats(char *buf, size_t len)
 	snprintf(buf, len,
 		 "route_up=%d route_peer_serves=%s route_forwarded=%llu route_received=%llu"
 		 " route_unacked=%zu route_fallbacks=%llu route_losses=%llu route_resent=%llu"
-		 " route_duplicates=%llu",
+		 " route_duplicates=%llu route_out_pending=%llu",
 		 route_link_up() ? 1 : 0, off ? serves : "-", (unsigned long long)R.forwarded,
 		 (unsigned long long)R.received, R.retry_count, (unsigned long long)R.fallbacks,
 		 (unsigned long long)R.losses, (unsigned long long)R.resent,
-		 (unsigned long long)R.duplicates);
+		 (unsigned long long)R.duplicates, (unsigned long long)route_link_unwritten());
 }

@@ -80,6 +80,13 @@ int route_link_send(enum route_frame_type type, const char *head, size_t head_le
 /* Close the connection (the loss is handled as any other); reconnecting follows. */
 void route_link_close(const char *why);
 int route_link_peer_node(void); /* from HELLO, 0 if not up */
+/* Bytes given to the link since start, and whether the link has written them to the kernel
+ * (or dropped the connection that held them: the unacknowledged stanzas among them are in
+ * route.c's retry list).  conn.c holds a client's replies until what its stanzas put on
+ * the link is written: a confirmation then survives a kill -9 of this engine. */
+uint64_t route_link_queued_mark(void);
+bool route_link_written(uint64_t mark);
+uint64_t route_link_unwritten(void); /* bytes given to the link and not yet written */
 uint64_t route_link_peer_instance(void); /* from HELLO, 0 if not up */
 
 /* ---- route.c: called by route_link.c ---- */

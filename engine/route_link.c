@@ -103,6 +103,45 @@ static SSL *tls_new(bool outgoing)
 	return ssl;
 }
 
+/* ---- what the link has written ---- */
+
+static uint64_t bytes_queued, bytes_written;
+static struct event *written_ev; /* conn.c is told from its own callback, never nested */
+
+uint64_t route_link_queued_mark(void) { return bytes_queued; }
+bool route_link_written(uint64_t mark) { return bytes_written >= mark; }
+uint64_t route_link_unwritten(void) { return bytes_queued - bytes_written; }
+
+static void on_written_ev(evutil_socket_t fd, short what, void *arg) { conn_route_written(); }
+
+static void count_written(size_t n)
+{
+	bytes_written += n;
+	if (!written_ev)
+		written_ev = event_new(server.base, -1, 0, on_written_ev, NULL);
+	if (written_ev)
+		event_active(written_ev, 0, 0);
+	else
+		conn_route_written();
+}
+
+/* bufferevent_openssl drains its output once SSL_write has handed the bytes to the socket. */
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	if (info->n_deleted)
+		count_written(info->n_deleted);
+}
+
+/* A connection is freed with output unwritten: those bytes will never be written. */
+static void output_abandon(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evbuffer_remove_cb(out, on_output, NULL);
+	size_t left = evbuffer_get_length(out);
+	if (left)
+		count_written(left);
+}
+
 bool route_link_configured(void) { return L.configured; }
 bool route_link_up(void) { return L.up; }
 int route_link_peer_node(void) { return L.up ? L.peer_node : 0; }
@@ -134,6 +173,7 @@ static void link_drop(const char *why)
 	L.up = L.hello_in = false;
 	L.peer_node = 0;
 	L.peer_instance = 0;
+	output_abandon(bev);
 	bufferevent_free(bev); /* frees the SSL too (BEV_OPT_CLOSE_ON_FREE) */
 	if (was_up)
 		route_on_down();
@@ -151,6 +191,7 @@ static void pending_drop(const char *why)
 	log_info("route: incoming connection refused: %s", why);
 	struct bufferevent *bev = L.pending;
 	L.pending = NULL;
+	output_abandon(bev);
 	bufferevent_free(bev);
 }
 
@@ -168,6 +209,7 @@ static void write_frame(struct evbuffer *out, enum route_frame_type type, const 
 {
 	unsigned char h[ROUTE_HEADER_SIZE];
 	route_frame_header_encode(h, type, (uint32_t)(head_len + body_len));
+	bytes_queued += sizeof h + head_len + body_len;
 	evbuffer_add(out, h, sizeof h);
 	if (head_len)
 		evbuffer_add(out, head, head_len);
@@ -337,6 +379,7 @@ static void conn_setup(struct bufferevent *bev)
 {
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setcb(bev, on_read, NULL, on_event, NULL);
+	evbuffer_add_cb(bufferevent_get_output(bev), on_output, NULL);
 	long ms = server.cfg.route_dead_timeout_ms;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	/* The dead timer: the peer PINGs every dead_timeout/3, so silence this long means it

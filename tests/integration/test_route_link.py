@@ -19,6 +19,9 @@ is served by engine 1, bob (home node 2) by engine 2; both exist in both databas
      once; node 1 gives it back (serve 1), engine 2 restarts, bob logs in there and the two
      see each other again and talk;
   4. a stranger without a certificate and a peer sending garbage do not hurt the link.
+  5. (engines restarted with a 10 s dead timeout) engine 2 stopped, alice's big messages
+     to bob back up in engine 1's route output: her ping is not answered until engine 1
+     has written them to the kernel (engine 2 continued); bob gets every one once.
 Exit 0 pass, 1 fail, 77 skipped.
 """
 
@@ -131,7 +134,7 @@ def make_certs(d):
 class Engine:
     """One presenced under a control socket this script speaks (docs/engine-protocol.md)."""
 
-    def __init__(self, build, work, n, base, pg_dir, pg_port, certs):
+    def __init__(self, build, work, n, base, pg_dir, pg_port, certs, dead_timeout="1s"):
         self.build, self.n = build, n
         self.dir = work / f"node{n}"
         self.dir.mkdir(exist_ok=True)
@@ -164,10 +167,11 @@ tls_key = {certs}/node{n}.key
 [route]
 listen = 127.0.0.1:{self.route_port}
 peer_address = 127.0.0.1:{base + 5 + peer}
-dead_timeout = 1s
+dead_timeout = {dead_timeout}
 """)
         self.env = {"DOMAIN": DOMAIN, "NODE1_XMPP_PORT": str(self.xmpp_port),
                     "NODE1_XMPPS_PORT": "0", "TLS_CERT": str(certs / "xmpp.pem")}
+        self.dead_timeout = dead_timeout
         self.proc = None
         self.ctl = None
         self.buf = b""
@@ -260,6 +264,14 @@ dead_timeout = 1s
         if self.ctl:
             self.ctl.close()
             self.ctl = None
+
+    def restart_with_dead_timeout(self, serve, value):
+        self.stop()
+        text = self.config.read_text()
+        self.config.write_text(text.replace(f"dead_timeout = {self.dead_timeout}",
+                                            f"dead_timeout = {value}"))
+        self.dead_timeout = value
+        self.start(serve)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -454,6 +466,51 @@ class Scenario:
         self.chat(bob, alice, "back again")
         self.chat(alice, bob, "welcome back")
 
+    def step_confirm_after_write(self):
+        """An answer that confirms alice's messages to bob leaves engine 1 only once what
+        they put on the route link is written to the kernel (a kill -9 right after cannot
+        take them back): engine 2 stopped, alice writes big messages to bob until engine 1
+        holds route output it cannot write, then pings; no answer while engine 2 stays
+        stopped; continued, the answer comes and bob gets every message once.  (Engines
+        with a 10 s dead timeout: the link must outlive the stop.)"""
+        e1, e2 = self.e1, self.e2
+        for c in (self.alice, self.bob):
+            c.close()
+        e1.restart_with_dead_timeout("1", "10s")
+        e2.restart_with_dead_timeout("2", "10s")
+        e1.wait_route("2")
+        e2.wait_route("1")
+        alice, bob = self.online(e1, "alice", "r8"), self.online(e2, "bob", "r8")
+        e2.proc.send_signal(signal.SIGSTOP)
+        t0, n, filler = time.monotonic(), 0, "x" * 60000
+        # Over 1 MB not written: the kernel's buffers are full (a few frames may wait for
+        # the next turn of engine 1's loop at any time).
+        while int(e1.stats().get("route_out_pending", "0")) < 1000000:
+            require(time.monotonic() - t0 < 6 and n < 500,
+                    f"engine 1's route output backed up after {n} messages: {e1.stats()}")
+            for _ in range(10):
+                n += 1
+                alice.send(f"<message to='bob@{DOMAIN}' type='chat' id='big{n}'>"
+                           f"<body>{n} {filler}</body></message>")
+            time.sleep(0.05)
+        alice.send(f"<iq type='get' id='confirm' to='{DOMAIN}'>"
+                   "<ping xmlns='urn:xmpp:ping'/></iq>")
+        self.nothing(alice, is_iq("result", "confirm"),
+                     "the ping's answer while its messages wait unwritten", 1.0)
+        say(f"{n} messages ({n * 60} kB) to bob; engine 1 holds "
+            f"{e1.stats().get('route_out_pending')} bytes it cannot write: no answer")
+        e2.proc.send_signal(signal.SIGCONT)
+        alice.expect(is_iq("result", "confirm"), 15, "the ping's answer once written")
+        got = set()
+        deadline = time.monotonic() + 20
+        while len(got) < n:
+            left = deadline - time.monotonic()
+            m = bob.expect(lambda e: local(e) == "message" and (e.get("id") or "")
+                           .startswith("big"), max(left, 0.1), f"message {len(got) + 1}/{n}")
+            k = int(m.get("id")[3:])
+            require(k not in got, f"message {k} twice at bob")
+            got.add(k)
+
     def step_strangers(self, certs):
         e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
         # No certificate: the handshake fails and the established link is untouched.
@@ -574,7 +631,9 @@ def main():
                                ("kill of engine 2: stored offline, takeover, fallback",
                                 sc.step_kill_takeover, ()),
                                ("strangers and a garbage-sending peer",
-                                sc.step_strangers, (certs,))):
+                                sc.step_strangers, (certs,)),
+                               ("a confirmation waits until the route link wrote",
+                                sc.step_confirm_after_write, ())):
             try:
                 fn(*args)
             except Exception as ex:  # later steps build on this one: stop here
