@@ -28,7 +28,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "lib"))
 try:
     from rawxmpp import RawClient, XmppError, local
     from xmpp_clients import Client, XmppFailure, quiet_slixmpp
-    from pair_harness import Fail, Pair
+    from pair_harness import Fail, run_pair_test
 except ImportError as e:
     print(f"SKIP: {e} (contrib/install-deps test installs python3-slixmpp)")
     sys.exit(77)
@@ -229,32 +228,8 @@ async def scenario(pair):
 
 
 def main():
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
-    if not os.path.isabs(build):
-        build = str(ROOT / build)
-    if not os.path.exists("/usr/lib/postgresql/15/bin/initdb"):
-        print("SKIP: PostgreSQL 15 is not installed")
-        return 77
     quiet_slixmpp()
-    pair = Pair(build, log)
-    ok = False
-    try:
-        pair.up()
-        asyncio.run(scenario(pair))
-        ok = True
-        log("PASS")
-    except Exception as err:  # noqa: BLE001 - report anything with the logs
-        print(f"test_pair_failover: FAIL: {err}", file=sys.stderr)
-        traceback.print_exc()
-        for n in (1, 2):
-            try:
-                print(f"---- node {n} srmd.log (tail) ----", file=sys.stderr)
-                print("".join(pair.log_text(n).splitlines(True)[-40:]), file=sys.stderr)
-            except (OSError, TypeError):
-                pass
-    finally:
-        pair.down(keep=not ok)
-    return 0 if ok else 1
+    return run_pair_test("test_pair_failover", scenario, log)
 
 
 if __name__ == "__main__":

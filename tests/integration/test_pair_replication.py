@@ -17,10 +17,8 @@ Uses DUET_BUILD (default build/).  Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import asyncio
-import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +28,7 @@ try:
     from slixmpp.xmlstream import ET
     from xmpp_clients import (Client, XmppFailure,
                               quiet_slixmpp, subscribe_mutually)
-    from pair_harness import Fail, Pair
+    from pair_harness import Fail, run_pair_test
 except ImportError as e:
     print(f"SKIP: {e} (contrib/install-deps test installs python3-slixmpp)")
     sys.exit(77)
@@ -200,32 +198,8 @@ async def scenario(pair):
 
 
 def main():
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
-    if not os.path.isabs(build):
-        build = str(ROOT / build)
-    if not os.path.exists("/usr/lib/postgresql/15/bin/initdb"):
-        print("SKIP: PostgreSQL 15 is not installed")
-        return 77
     quiet_slixmpp()
-    pair = Pair(build, log)
-    ok = False
-    try:
-        pair.up()
-        asyncio.run(scenario(pair))
-        ok = True
-        log("PASS")
-    except Exception as err:  # noqa: BLE001 - report anything with the logs
-        print(f"test_pair_replication: FAIL: {err}", file=sys.stderr)
-        traceback.print_exc()
-        for n in (1, 2):
-            try:
-                print(f"---- node {n} srmd.log (tail) ----", file=sys.stderr)
-                print("".join(pair.log_text(n).splitlines(True)[-40:]), file=sys.stderr)
-            except (OSError, TypeError):
-                pass
-    finally:
-        pair.down(keep=not ok)
-    return 0 if ok else 1
+    return run_pair_test("test_pair_replication", scenario, log)
 
 
 if __name__ == "__main__":

@@ -30,13 +30,12 @@ import re
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
-from pair_harness import Fail, Pair, Partition  # noqa: E402
+from pair_harness import Fail, Partition, run_pair_test  # noqa: E402
 from rawxmpp import RawClient, XmppError, esc  # noqa: E402
 
 USERS = 1000
@@ -372,26 +371,7 @@ def scenario(pair):
 
 
 def main():
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
-    if not os.path.isabs(build):
-        build = str(ROOT / build)
-    if not os.path.exists("/usr/lib/postgresql/15/bin/initdb"):
-        print("SKIP: PostgreSQL 15 is not installed")
-        return 77
-    pair = Pair(build, log)
-    ok = False
-    try:
-        pair.up()
-        scenario(pair)
-        ok = True
-        log("PASS")
-    except Exception as err:  # noqa: BLE001 - report anything with the logs
-        print(f"test_pair_replication_stress: FAIL: {err}", file=sys.stderr)
-        traceback.print_exc()
-        pair.dump_logs()
-    finally:
-        pair.down(keep=not ok or bool(os.environ.get("DUET_TEST_KEEP")))
-    return 0 if ok else 1
+    return run_pair_test("test_pair_replication_stress", scenario, log)
 
 
 if __name__ == "__main__":

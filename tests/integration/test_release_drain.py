@@ -14,17 +14,15 @@ after the error were dropped with the connection.)
 Uses DUET_BUILD (default build/).  Exit 0 pass, 1 fail, 77 skipped.
 """
 
-import os
 import select
 import sys
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
-from pair_harness import Fail, Pair  # noqa: E402
+from pair_harness import Fail, run_pair_test  # noqa: E402
 from rawxmpp import RawClient, StreamClosed, XmppError, esc, local  # noqa: E402
 
 T0 = time.monotonic()
@@ -131,26 +129,7 @@ def run(pair):
 
 
 def main():
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
-    if not os.path.isabs(build):
-        build = str(ROOT / build)
-    if not os.path.exists("/usr/lib/postgresql/15/bin/initdb"):
-        print("SKIP: PostgreSQL 15 is not installed")
-        return 77
-    pair = Pair(build, log)
-    ok = False
-    try:
-        pair.up()
-        run(pair)
-        ok = True
-        log("PASS")
-    except Exception as err:  # noqa: BLE001 - report anything with the logs
-        print(f"test_release_drain: FAIL: {err}", file=sys.stderr)
-        traceback.print_exc()
-        pair.dump_logs()
-    finally:
-        pair.down(keep=not ok)
-    return 0 if ok else 1
+    return run_pair_test("test_release_drain", run, log)
 
 
 if __name__ == "__main__":

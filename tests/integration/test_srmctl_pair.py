@@ -29,13 +29,12 @@ import re
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 
-from pair_harness import Fail, Pair  # noqa: E402
+from pair_harness import Fail, run_pair_test  # noqa: E402
 
 T0 = time.monotonic()
 
@@ -229,30 +228,15 @@ def maintenance_and_accounts(pair):
     log("provisioning on both nodes: forwarded and replicated, no conflict logged")
 
 
+def scenario(pair):
+    views(pair)
+    confirmations_and_failover(pair)
+    after_failover(pair)
+    maintenance_and_accounts(pair)
+
+
 def main():
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
-    if not os.path.isabs(build):
-        build = str(ROOT / build)
-    if not os.path.exists("/usr/lib/postgresql/15/bin/initdb"):
-        print("SKIP: PostgreSQL 15 is not installed")
-        return 77
-    pair = Pair(build, log)
-    ok = False
-    try:
-        pair.up()
-        views(pair)
-        confirmations_and_failover(pair)
-        after_failover(pair)
-        maintenance_and_accounts(pair)
-        ok = True
-        log("PASS")
-    except Exception as err:  # noqa: BLE001 - report anything with the logs
-        print(f"test_srmctl_pair: FAIL: {err}", file=sys.stderr)
-        traceback.print_exc()
-        pair.dump_logs()
-    finally:
-        pair.down(keep=not ok or bool(os.environ.get("DUET_TEST_KEEP")))
-    return 0 if ok else 1
+    return run_pair_test("test_srmctl_pair", scenario, log)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,30 @@ test_pair_replication_stress.py, test_pair_replication_conflict.py): contrib/loc
     with Partition(pair) as cut: cut.cut(); ...; cut.heal()
     pair.wait_converged("after the heal")      -> `srmctl digest --json` equal on both nodes
 
+A two-node test's main() is `return run_pair_test("test_x", scenario, log)`.
+
 A partition is an nftables rule dropping the peer link and the engines' route link (both
 ports of both nodes, either direction: loopback traffic passes the input hook once per
 packet); it needs root and nft, else Partition.kind is "sigstop" and cut() stops node 2's
 srmd instead (shorter than the 1 s dead timeout: a replication backlog, not a failover).
 """
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LG = str(ROOT / "contrib" / "local-group")
 PSQL = "/usr/lib/postgresql/15/bin/psql"
+INITDB = "/usr/lib/postgresql/15/bin/initdb"
 
 
 class Fail(Exception):
@@ -218,7 +224,6 @@ class Pair:
             return f.read()
 
     def dump_logs(self, lines=40):
-        import sys
         for n in (1, 2):
             try:
                 print(f"---- node {n} srmd.log (tail) ----", file=sys.stderr)
@@ -227,12 +232,41 @@ class Pair:
                 pass
 
     def down(self, keep):
-        import sys
         subprocess.run([LG, "down", self.dir], capture_output=True, timeout=120, check=False)
         if keep:
             print(f"logs kept in {self.dir}", file=sys.stderr)
         else:
             subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+def run_pair_test(name, scenario, log, up_env=None):
+    """The whole main() of a two-node test: a pair up (up_env: extra environment for
+    local-group up), scenario(pair) run (a coroutine function runs under asyncio.run), the
+    pair down.  On failure prints "name: FAIL: ..." with the traceback and both srmd logs'
+    tails, and keeps the pair's directory (also kept when DUET_TEST_KEEP is set).
+    Returns the exit status: 0 pass, 1 fail, 77 skipped (no PostgreSQL 15)."""
+    build = os.environ.get("DUET_BUILD", str(ROOT / "build"))
+    if not os.path.isabs(build):
+        build = str(ROOT / build)
+    if not os.path.exists(INITDB):
+        print("SKIP: PostgreSQL 15 is not installed")
+        return 77
+    pair = Pair(build, log)
+    ok = False
+    try:
+        pair.up(extra_env=up_env)
+        result = scenario(pair)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+        ok = True
+        log("PASS")
+    except Exception as err:  # noqa: BLE001 - report anything with the logs
+        print(f"{name}: FAIL: {err}", file=sys.stderr)
+        traceback.print_exc()
+        pair.dump_logs()
+    finally:
+        pair.down(keep=not ok or bool(os.environ.get("DUET_TEST_KEEP")))
+    return 0 if ok else 1
 
 
 def nft_usable():
