@@ -71,6 +71,11 @@ $(BUILD)/bin/duet-loadgen: $(call obj,$(LOADGEN_SRC)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# The load generator's unit test links the parts of it that it tests.
+$(BUILD)/tests/test_loadgen: $(call obj,tests/unit/test_loadgen.c contrib/loadgen/fastcert.c) \
+		$(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(ENGINE_A) $(HA_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)

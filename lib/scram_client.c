@@ -202,9 +202,11 @@ static int server_first_parse(const char *m, size_t len, unsigned max_iter,
 	return 0;
 }
 
-/* The SaltedPassword for this salt/iteration count, from the cache or by PBKDF2. */
+/* The SaltedPassword for this salt/iteration count and its keys, from the cache or by
+ * PBKDF2. */
 static int client_salted(struct scram_client *c, const struct server_first *sf,
-			 unsigned char *salted)
+			 unsigned char *salted, unsigned char *client_key, unsigned char *stored,
+			 unsigned char *server_key)
 {
 	size_t hl = scram_hash_len(c->hash);
 
@@ -212,12 +214,17 @@ static int client_salted(struct scram_client *c, const struct server_first *sf,
 	    memcmp(c->cached.salt, sf->salt, sf->salt_len) == 0 &&
 	    c->cached.iterations == sf->iterations) {
 		memcpy(salted, c->cached.salted, hl);
+		memcpy(client_key, c->cached.client_key, hl);
+		memcpy(stored, c->cached.stored_key, hl);
+		memcpy(server_key, c->cached.server_key, hl);
 		return 0;
 	}
-	if (c->password == NULL)
+	if (c->password == NULL ||
+	    scram_salted_password(c->hash, c->password, sf->salt, sf->salt_len, sf->iterations,
+				  salted) != 0)
 		return -1;
-	return scram_salted_password(c->hash, c->password, sf->salt, sf->salt_len,
-				     sf->iterations, salted);
+	scram_keys_from_salted(c->hash, salted, client_key, stored, server_key);
+	return 0;
 }
 
 int scram_client_final(struct scram_client *c, const char *server_first, size_t len,
@@ -242,9 +249,8 @@ int scram_client_final(struct scram_client *c, const char *server_first, size_t 
 	/* The server nonce must extend ours, or this is a replayed or foreign exchange. */
 	if (sf.nonce_len <= cn || memcmp(sf.nonce, c->nonce, cn) != 0)
 		goto out;
-	if (client_salted(c, &sf, salted) != 0)
+	if (client_salted(c, &sf, salted, client_key, stored, server_key) != 0)
 		goto out;
-	scram_keys_from_salted(c->hash, salted, client_key, stored, server_key);
 
 	/* client-final-message-without-proof: "c=biws,r=" nonce (biws = base64 "n,,"). */
 	size = 9 + sf.nonce_len + 3 + BASE64_LEN(SCRAM_MAX_KEY) + 1;
@@ -277,6 +283,9 @@ int scram_client_final(struct scram_client *c, const char *server_first, size_t 
 		salted_out->salt_len = sf.salt_len;
 		salted_out->iterations = sf.iterations;
 		memcpy(salted_out->salted, salted, hl);
+		memcpy(salted_out->client_key, client_key, hl);
+		memcpy(salted_out->stored_key, stored, hl);
+		memcpy(salted_out->server_key, server_key, hl);
 	}
 	free(c->out);
 	c->out = final;

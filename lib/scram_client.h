@@ -10,13 +10,17 @@
 
 #include "lib/scram.h"
 
-/* A SaltedPassword and what it was derived with: cache it keyed by (salt, iterations). */
+/* A SaltedPassword and what it was derived with: cache it keyed by (salt, iterations).
+ * The keys derived from it (ClientKey, StoredKey, ServerKey) come along, so a client that
+ * starts from the cache computes only the exchange's two HMACs. */
 struct scram_salted {
 	enum scram_hash hash;
 	unsigned char salt[SCRAM_MAX_SALT];
 	size_t salt_len;
 	unsigned iterations;
 	unsigned char salted[SCRAM_MAX_KEY];
+	unsigned char client_key[SCRAM_MAX_KEY], stored_key[SCRAM_MAX_KEY];
+	unsigned char server_key[SCRAM_MAX_KEY];
 };
 
 struct scram_client;

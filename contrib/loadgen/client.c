@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 
 #include "contrib/loadgen/failover.h"
@@ -39,12 +40,16 @@ struct client {
 	uint64_t sched; /* when this login was due (ns) */
 	struct xin xin;
 	struct sasl_scram *sasl;
-	char *out;
+	char *out; /* bytes for the socket: TLS records once TLS is on (wire_write) */
 	size_t out_len, out_cap;
+	char *pt; /* TLS: plaintext for SSL_write, held while the handshake runs */
+	size_t pt_len, pt_cap;
+	int rd_full; /* the last read filled its buffer: the socket may hold more */
+	int hello_unsent; /* the ClientHello waits in out: no server TLS data can be there */
 	struct client *lprev, *lnext; /* login-in-progress list */
 	int in_list;
 	int was_online;
-	int corked; /* inside a read batch: replies go out together at its end */
+	int corked; /* inside an event: what it produces goes out in one write at its end */
 	char redirect[96]; /* failover: the see-other-host target of the stream error */
 	long retry_after;  /* failover: retry-after seconds of the stream error, -1 none */
 };
@@ -114,44 +119,149 @@ static void wev_set(struct client *c, int on)
 	c->wev_on = on;
 }
 
-/* Write what is buffered.  0 when done or waiting, -1 on a hard error (client failed). */
+/* Append n bytes to a growing buffer of at most OUT_MAX.  0, or -1 when it is full or
+ * memory is short. */
+static int buf_append(char **buf, size_t *len, size_t *cap, const void *s, size_t n)
+{
+	if (*len + n > OUT_MAX)
+		return -1;
+	if (*len + n > *cap) {
+		size_t ncap = *cap ? *cap : 512;
+		while (ncap < *len + n)
+			ncap *= 2;
+		char *p = realloc(*buf, ncap);
+		if (!p)
+			return -1;
+		*buf = p;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	return 0;
+}
+
+/* Idle clients keep no big buffers. */
+static void buf_trim(char **buf, size_t len, size_t *cap)
+{
+	if (len == 0 && *cap > 4096) {
+		free(*buf);
+		*buf = NULL;
+		*cap = 0;
+	}
+}
+
+/* The TLS connection's BIO: records OpenSSL writes are appended to c->out, which
+ * client_flush writes once per event, so that the client's Finished and the stream header
+ * after it share one write; reads come from the socket, and tell client_read whether
+ * the socket may hold more. */
+static BIO_METHOD *wire_method;
+
+static int wire_write(BIO *b, const char *s, int n)
+{
+	struct client *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (n < 0 || buf_append(&c->out, &c->out_len, &c->out_cap, s, (size_t)n) < 0)
+		return -1; /* an error, not a retry: the client fails */
+	return n;
+}
+
+static int wire_read(BIO *b, char *s, int n)
+{
+	struct client *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (n <= 0)
+		return 0;
+	if (c->hello_unsent) { /* SSL_connect reads right after writing its hello */
+		c->hello_unsent = 0;
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	ssize_t r = read(c->fd, s, (size_t)n);
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			BIO_set_retry_read(b);
+		return -1;
+	}
+	c->rd_full = r == n;
+	return (int)r;
+}
+
+static long wire_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b, (void)num, (void)ptr;
+	return cmd == BIO_CTRL_FLUSH; /* client_flush writes; nothing else is supported */
+}
+
+static BIO *wire_new(struct client *c)
+{
+	if (!wire_method) {
+		wire_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+					   "duet-loadgen wire");
+		if (!wire_method || !BIO_meth_set_write(wire_method, wire_write) ||
+		    !BIO_meth_set_read(wire_method, wire_read) ||
+		    !BIO_meth_set_ctrl(wire_method, wire_ctrl)) {
+			BIO_meth_free(wire_method);
+			wire_method = NULL;
+			return NULL;
+		}
+	}
+	BIO *b = BIO_new(wire_method);
+	if (b) {
+		BIO_set_data(b, c);
+		BIO_set_init(b, 1);
+	}
+	return b;
+}
+
+void client_cleanup(void)
+{
+	BIO_meth_free(wire_method);
+	wire_method = NULL;
+}
+
+static const char *connect_failure(int err)
+{
+	return err == ECONNREFUSED ? "connect-refused" : "connect";
+}
+
+/* Send what is buffered: plaintext through TLS once its handshake is done, then the socket
+ * buffer in one write.  0 when done or waiting for the socket, -1 when the client failed. */
 static int client_flush(struct client *c)
 {
-	while (c->out_len > 0) {
-		ssize_t n;
-		if (c->ssl) {
-			ERR_clear_error();
-			int r = SSL_write(c->ssl, c->out, (int)c->out_len);
-			if (r <= 0) {
-				int e = SSL_get_error(c->ssl, r);
-				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-					wev_set(c, e == SSL_ERROR_WANT_WRITE);
-					return 0;
-				}
+	if (c->pt_len && c->ssl && SSL_is_init_finished(c->ssl)) {
+		size_t done = 0, w;
+		ERR_clear_error();
+		while (done < c->pt_len) { /* wire_write takes all: no partial writes */
+			if (SSL_write_ex(c->ssl, c->pt + done, c->pt_len - done, &w) != 1) {
 				client_fail(c, "tls-write");
 				return -1;
 			}
-			n = r;
-		} else {
-			n = write(c->fd, c->out, c->out_len);
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR) {
-					wev_set(c, 1);
-					return 0;
-				}
-				client_fail(c, "write");
-				return -1;
-			}
+			done += w;
 		}
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		c->out_len -= (size_t)n;
+		c->pt_len = 0;
+		buf_trim(&c->pt, 0, &c->pt_cap);
 	}
-	wev_set(c, 0);
-	if (c->out_cap > 4096) { /* idle clients keep no big buffers */
-		free(c->out);
-		c->out = NULL;
-		c->out_cap = 0;
+	size_t off = 0;
+	while (off < c->out_len) {
+		ssize_t n = write(c->fd, c->out + off, c->out_len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) /* also: a connection not yet up */
+				break;
+			client_fail(c, c->state == C_CONNECT ? connect_failure(errno) : "write");
+			return -1;
+		}
+		off += (size_t)n;
+		if (c->state == C_CONNECT)
+			c->state = C_FEAT1; /* connected: the stream header is on its way */
 	}
+	if (off) {
+		memmove(c->out, c->out + off, c->out_len - off);
+		c->out_len -= off;
+	}
+	wev_set(c, c->out_len > 0);
+	buf_trim(&c->out, c->out_len, &c->out_cap);
 	return 0;
 }
 
@@ -159,28 +269,13 @@ static int client_send(struct client *c, const char *s, size_t len)
 {
 	if (c->state == C_DEAD)
 		return -1;
-	if (c->out_len + len > OUT_MAX) {
+	int r = c->ssl ? buf_append(&c->pt, &c->pt_len, &c->pt_cap, s, len)
+		       : buf_append(&c->out, &c->out_len, &c->out_cap, s, len);
+	if (r < 0) {
 		client_fail(c, "send-buffer-full");
 		return -1;
 	}
-	if (c->out_len + len > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 512;
-		while (cap < c->out_len + len)
-			cap *= 2;
-		char *p = realloc(c->out, cap);
-		if (!p) {
-			client_fail(c, "out-of-memory");
-			return -1;
-		}
-		c->out = p;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, s, len);
-	c->out_len += len;
-	/* While the TLS handshake runs, output waits for it. */
-	if (c->state == C_TLS || c->corked)
-		return 0;
-	return client_flush(c);
+	return c->corked ? 0 : client_flush(c);
 }
 
 static int client_sendf(struct client *c, const char *fmt, ...)
@@ -493,6 +588,14 @@ static int on_xml(void *arg, enum xin_event ev, const struct xin_stanza *st)
 	return on_stanza(c, st) || c->state == C_DEAD;
 }
 
+/* Data TLS already holds, or a socket that may hold more than the last read took. */
+static int more_to_read(const struct client *c)
+{
+	return c->rd_full || (c->ssl && SSL_has_pending(c->ssl));
+}
+
+static void client_read(struct client *c);
+
 static void tls_step(struct client *c)
 {
 	ERR_clear_error();
@@ -503,30 +606,31 @@ static void tls_step(struct client *c)
 			client_fail(c, "xml-reset");
 			return;
 		}
-		send_stream_header(c);
-		/* output queued while the handshake ran goes now */
-		client_flush(c);
+		send_stream_header(c); /* goes out with our Finished, at the end of the event */
+		if (more_to_read(c))
+			client_read(c);
 		return;
 	}
-	int e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
-		wev_set(c, 0);
-	else if (e == SSL_ERROR_WANT_WRITE)
-		wev_set(c, 1);
-	else
+	/* The wire BIO takes every write: only a read can be missing. */
+	if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ)
 		client_fail(c, "tls-handshake");
 }
 
 static void tls_start(struct client *c)
 {
+	BIO *b;
 	c->ssl = SSL_new(c->lg->tls);
-	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+	if (!c->ssl || !(b = wire_new(c))) {
 		client_fail(c, "tls-setup");
 		return;
 	}
+	SSL_set_bio(c->ssl, b, b);
 	SSL_set_tlsext_host_name(c->ssl, c->lg->cfg.domain);
 	c->state = C_TLS;
+	c->rd_full = 0;
+	c->hello_unsent = 1;
 	tls_step(c);
+	c->hello_unsent = 0;
 }
 
 /* After a feed: carry out transitions the parser asked for.  0 to keep reading. */
@@ -546,8 +650,8 @@ static int after_feed(struct client *c)
 		return c->state == C_DEAD;
 	}
 	if (c->state == C_ONLINE && c->lg->cfg.mode == LG_LOGIN) {
-		c->corked = 0; /* the close goes out now: the client is freed next */
 		client_send(c, "</stream:stream>", 16);
+		client_flush(c); /* now: the client is freed next */
 		c->state = C_DEAD; /* a clean end, not a failure */
 		return 1;
 	}
@@ -566,10 +670,6 @@ static void client_read(struct client *c)
 				int e = SSL_get_error(c->ssl, r);
 				if (e == SSL_ERROR_WANT_READ)
 					return;
-				if (e == SSL_ERROR_WANT_WRITE) {
-					wev_set(c, 1);
-					return;
-				}
 				client_fail(c, e == SSL_ERROR_ZERO_RETURN ? "closed-by-server"
 									  : "tls-read");
 				return;
@@ -583,12 +683,17 @@ static void client_read(struct client *c)
 				client_fail(c, n == 0 ? "closed-by-server" : "read");
 				return;
 			}
+			c->rd_full = (size_t)n == sizeof buf;
 		}
 		if (xin_feed(&c->xin, buf, (size_t)n) < 0) {
 			client_fail(c, c->xin.err ? c->xin.err : "xml");
 			return;
 		}
 		if (after_feed(c))
+			return;
+		/* A read that did not fill its buffer emptied the socket, and the level-triggered
+		 * read event reports whatever comes next: reading again would only get EAGAIN. */
+		if (!more_to_read(c))
 			return;
 	}
 }
@@ -598,34 +703,21 @@ static void client_io(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 	(void)fd;
 
-	if (c->state == C_CONNECT) {
+	c->corked = 1;
+	if (c->state == C_CONNECT) { /* the connection was not up when the client started */
 		int err = 0;
 		socklen_t len = sizeof err;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-			client_fail(c, err == ECONNREFUSED ? "connect-refused" : "connect");
-		} else {
-			wev_set(c, 0);
-			c->state = C_FEAT1;
-			send_stream_header(c);
-		}
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+			client_fail(c, connect_failure(err));
+		/* else the flush below sends the stream header */
 	} else if (c->state == C_TLS) {
 		tls_step(c);
-		if (c->state == C_FEAT2)
-			client_read(c); /* data may already be buffered inside TLS */
-	} else {
-		if ((what & EV_WRITE) && client_flush(c) < 0)
-			goto out;
-		/* an SSL_read may also have wanted a write */
-		if ((what & EV_READ) || (c->ssl && c->state != C_DEAD)) {
-			c->corked = 1;
-			client_read(c);
-			c->corked = 0;
-		}
-		/* replies written during the batch, or an SSL_write that wanted a read */
-		if (c->state != C_DEAD && c->out_len && !c->wev_on)
-			client_flush(c);
+	} else if ((what & EV_READ) && c->state != C_DEAD) {
+		client_read(c);
 	}
-out:
+	c->corked = 0;
+	if (c->state != C_DEAD && (c->out_len || c->pt_len))
+		client_flush(c);
 	if (c->state == C_DEAD)
 		client_free(c);
 }
@@ -685,7 +777,11 @@ struct client *client_start_at(struct lg *lg, int user, uint64_t sched_ns,
 		return NULL;
 	}
 	event_add(c->rev, NULL);
-	wev_set(c, 1);
+	/* On loopback the connection is up when connect() returns: the stream header goes out
+	 * at once, without waiting to be told the socket is writable.  A refused connection
+	 * fails here and is freed by its event (the socket reports the hang-up), so that the
+	 * caller sees it gone the same way as a later failure. */
+	send_stream_header(c);
 	return c;
 }
 
@@ -706,6 +802,7 @@ static void client_free(struct client *c)
 		sasl_scram_clear(c->sasl);
 	free(c->sasl);
 	free(c->out);
+	free(c->pt);
 	lg->open_conns--;
 	if (lg->cfg.mode == LG_FAILOVER)
 		fo_on_gone(lg, c, c->user, was_online);

@@ -105,6 +105,8 @@ void client_close(struct client *c);
 void client_sweep_timeouts(struct lg *lg, uint64_t now);
 void client_set_partner(struct client *c, int partner_user);
 int client_is_online(const struct client *c);
+/* At exit, after the last client: what client.c keeps for all connections. */
+void client_cleanup(void);
 
 /* run.c: called by client.c */
 void run_login_done(struct lg *lg, struct client *c, uint64_t lat_ns);
