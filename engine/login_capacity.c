@@ -82,6 +82,8 @@ static double capacity_rate(void)
 
 double login_rate_effective(void)
 {
+	if (!server.cfg.login_guard)
+		return server.login_rate; /* srmd's throttle only */
 	double cap = capacity_rate(), r = server.login_rate;
 	if (r > 0)
 		return cap > 0 && cap < r ? cap : r;
@@ -93,7 +95,7 @@ double login_rate_effective(void)
  * for this node); the first refusal raises the guard. */
 bool login_inflight_full(void)
 {
-	if (LC.inflight < LC_MAX_INFLIGHT)
+	if (!server.cfg.login_guard || LC.inflight < LC_MAX_INFLIGHT)
 		return false;
 	login_capacity_refused();
 	return true;

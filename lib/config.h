@@ -40,6 +40,7 @@ struct duet_config {
 	int availability_sharing;  /* Enable availability sharing */
 	int instant_messaging;     /* Enable instant messaging */
 	int suppress_offline;      /* Suppress Offline Instant Messaging */
+	int login_guard;           /* the engine's own login storm guard (login_capacity.c) */
 	long presence_change_rate; /* Presence Change Throttle Rate, per user per second, 0 = off */
 	long max_offline_per_user; /* offline store bound per user */
 	long scram_iterations;     /* PBKDF2 iterations for new credentials */
