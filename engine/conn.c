@@ -53,6 +53,9 @@ struct conn {
 	 * anything (an iq answer) confirms them.  0 = not held. */
 	uint64_t route_mark;
 	int route_slot; /* index in the held list, -1 if not held */
+	uint64_t serial;       /* unique per connection: what a conn_hold names */
+	int db_holds;          /* conn_hold_take()s not released yet: output waits */
+	int64_t db_held_since; /* monotonic ms of the first of them */
 	struct xml_stream *xs;
 	enum phase phase;
 	bool tls, header_sent, authenticated, in_read, dead, overflow, binding, prefetching;
@@ -184,9 +187,11 @@ void conn_accept(int fd, const char *ip, bool direct_tls)
 		close(fd);
 		return;
 	}
+	static uint64_t serials;
 	c->fd = fd;
 	c->flush_slot = -1;
 	c->route_slot = -1;
+	c->serial = ++serials;
 	snprintf(c->ip, sizeof c->ip, "%s", ip);
 	c->opened = c->last_read = c->last_write = clock_mono_ms();
 	c->xs = new_parser(c);
@@ -350,6 +355,8 @@ static void conn_flush(struct conn *c)
 {
 	if (c->dead || c->handshaking)
 		return; /* output waits for the handshake */
+	if (c->db_holds > 0)
+		return; /* conn_hold_release flushes */
 	if (c->route_mark) {
 		if (!route_link_written(c->route_mark)) {
 			hold_for_route(c);
@@ -563,6 +570,7 @@ static void conn_begin_close(struct conn *c)
 		return;
 	c->phase = PH_CLOSING;
 	c->closing_since = clock_mono_ms();
+	c->db_holds = 0; /* nothing more to confirm; late releases find no session */
 	conn_detach(c);
 	if (c->rev && !c->drain_from)
 		event_del(c->rev); /* nothing more is read; what is queued still goes out */
@@ -1057,6 +1065,12 @@ void conn_sweep(void)
 				conn_free(c);
 			continue;
 		}
+		if (c->db_holds > 0 && now - c->db_held_since > CONN_HOLD_MAX_MS) {
+			log_warnx("conn %s %s: replies held %d s for database work: sent anyway",
+				  c->ip, c->res ? c->res->full : "", CONN_HOLD_MAX_MS / 1000);
+			c->db_holds = 0;
+			output_added(c);
+		}
 		if (c->phase != PH_ESTABLISHED && now - c->opened >= server.cfg.auth_timeout_ms) {
 			conn_stream_error(c, "connection-timeout", "authenticate sooner");
 			continue;
@@ -1077,6 +1091,62 @@ void conn_sweep(void)
 		malloc_trim(0);
 		last_trim = now;
 	}
+}
+
+/* The local session that sent st, if any. */
+static struct conn *sender_conn(const char *from)
+{
+	struct jid j;
+	if (!from || jid_parse(from, &j) < 0 || !j.resource[0] || !domain_is_local(j.domain))
+		return NULL;
+	struct resource *r = session_find(&j);
+	return r && r->conn && !r->conn->dead && r->conn->phase == PH_ESTABLISHED ? r->conn
+										     : NULL;
+}
+
+void conn_hold_take(const struct xml_node *st, struct conn_hold *h)
+{
+	const char *from = xml_get_attr(st, "from");
+	struct conn *c = sender_conn(from);
+	h->serial = h->route_seq = 0;
+	if (!c) {
+		h->route_seq = route_rx_current(); /* from the peer engine: hold its ACK */
+		if (h->route_seq)
+			route_rx_wait(h->route_seq);
+		return;
+	}
+	if (c->db_holds++ == 0)
+		c->db_held_since = clock_mono_ms();
+	snprintf(h->full, sizeof h->full, "%s", from);
+	h->serial = c->serial;
+}
+
+void conn_hold_move(struct conn_hold *to, struct conn_hold *from)
+{
+	*to = *from;
+	from->serial = from->route_seq = 0;
+}
+
+void conn_hold_release(struct conn_hold *h)
+{
+	if (h->route_seq) {
+		uint64_t seq = h->route_seq;
+		h->route_seq = 0;
+		route_rx_done(seq);
+	}
+	if (!h->serial)
+		return;
+	struct conn *c = sender_conn(h->full);
+	bool mine = c && c->serial == h->serial;
+	h->serial = 0;
+	if (!mine || c->db_holds <= 0)
+		return; /* the session is gone, or the hold was dropped */
+	/* What the work forwarded to the peer engine counts once written (route hold). */
+	uint64_t m = route_link_queued_mark();
+	if (!route_link_written(m) && m > c->route_mark)
+		c->route_mark = m;
+	if (--c->db_holds == 0)
+		output_added(c);
 }
 
 void conn_release(struct conn *c, const char *condition, const char *text)

@@ -169,6 +169,21 @@ void conn_release(struct conn *c, const char *condition, const char *text);
 #define CONN_DRAIN_MS 2000
 /* The route link wrote more (route_link.c): replies held for it may go out now. */
 void conn_route_written(void);
+/* Database work a client's message started (its recipient's row loaded, an offline-store
+ * INSERT): the sending session's output waits for it, so that an answer after the message
+ * (a ping) means the message is in the database or handed on, not only in this process's
+ * memory.  take: from the stanza's 'from', when that is a local session (else a no-op);
+ * every take is released exactly once.  A hold older than CONN_HOLD_MAX_MS is dropped. */
+struct conn_hold {
+	char full[JID_BUF];
+	uint64_t serial;    /* a local sender's connection, 0: none */
+	uint64_t route_seq; /* or a STANZA from the peer engine being delivered: its ACK waits */
+};
+void conn_hold_take(const struct xml_node *st, struct conn_hold *h);
+void conn_hold_release(struct conn_hold *h);
+/* Hand what `from` holds over to `to` (which held nothing): the work continues there. */
+void conn_hold_move(struct conn_hold *to, struct conn_hold *from);
+#define CONN_HOLD_MAX_MS 10000
 void conn_sweep(void); /* timeouts and keepalives, once a second */
 bool conn_tls_active(const struct conn *c);
 /* A login token for c (the throttle, control.c), taken once per connection. */
@@ -303,6 +318,8 @@ void message_resource_gone(struct resource *r);
 
 /* --- offline.c --- */
 void offline_store(struct user *u, struct xml_node *m); /* takes ownership */
+/* The same, continuing the hold h (may be NULL or empty: then one is taken for m). */
+void offline_store_held(struct user *u, struct xml_node *m, struct conn_hold *h);
 void offline_flush(struct resource *res);               /* deliver and delete */
 void offline_iq(struct resource *res, struct xml_node *iq); /* XEP-0013 */
 /* XEP-0013 §2.2-2.3: disco#info (count) or disco#items (headers) on the offline node. */

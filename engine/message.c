@@ -87,6 +87,7 @@ void message_from_released(const char *full, struct xml_node *m)
 struct pending_msg {
 	struct xml_node *m;
 	char sender_bare[JID_BUF];
+	struct conn_hold hold; /* the sender's replies wait for the recipient's row */
 };
 
 static void deliver_bare(void *arg, struct user *u)
@@ -123,9 +124,10 @@ static void deliver_bare(void *arg, struct user *u)
 		stanza_bounce_to_sender(m, "cancel", "service-unavailable");
 		goto done;
 	}
-	offline_store(u, m);
+	offline_store_held(u, m, &pm->hold); /* the hold goes on until the INSERT commits */
 	pm->m = NULL;
 done:
+	conn_hold_release(&pm->hold);
 	xml_free(pm->m);
 	free(pm);
 }
@@ -158,5 +160,7 @@ void message_to_local(const struct jid *to, struct xml_node *m)
 	struct jid fj;
 	if (from && jid_parse(from, &fj) == 0)
 		jid_bare(&fj, pm->sender_bare, sizeof pm->sender_bare);
+	if (!user_find_loaded(to->local)) /* else user_with answers at once */
+		conn_hold_take(m, &pm->hold);
 	user_with(to->local, deliver_bare, pm);
 }

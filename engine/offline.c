@@ -18,6 +18,7 @@ struct offline_op {
 	struct xml_node *iq; /* XEP-0013 request being answered, or NULL */
 	char *stanza;        /* insert: the stored text, to bounce if the store is full */
 	int mode;
+	struct conn_hold hold; /* insert: the sender's replies wait for the commit */
 };
 
 enum { OP_FLUSH, OP_FETCH, OP_VIEW, OP_INSERT, OP_DELETE };
@@ -37,6 +38,7 @@ static struct offline_op *op_new(struct user *u, const char *resource, int mode)
 
 static void op_free(struct offline_op *op)
 {
+	conn_hold_release(&op->hold);
 	xml_free(op->iq);
 	free(op->stanza);
 	user_release(op->u);
@@ -67,10 +69,16 @@ static void inserted(void *arg, PGresult *res, const char *errmsg)
 	op_free(op);
 }
 
-void offline_store(struct user *u, struct xml_node *m)
+void offline_store(struct user *u, struct xml_node *m) { offline_store_held(u, m, NULL); }
+
+void offline_store_held(struct user *u, struct xml_node *m, struct conn_hold *h)
 {
 	stanza_add_delay(m, server.cfg.domain, time(NULL));
 	struct offline_op *op = op_new(u, NULL, OP_INSERT);
+	if (op && h && (h->serial || h->route_seq))
+		conn_hold_move(&op->hold, h);
+	else if (op)
+		conn_hold_take(m, &op->hold);
 	char *text = xml_to_string(m, NULL);
 	xml_free(m);
 	if (!op || !text) {

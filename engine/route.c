@@ -18,6 +18,7 @@
 
 #include "engine/engine.h"
 #include "engine/route.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
 
@@ -60,6 +61,15 @@ static struct {
 	struct retry *retry_head, *retry_tail;
 	size_t retry_count;
 	struct event *hold; /* link lost with stanzas unacknowledged: when to stop waiting */
+	/* Seqs received on this connection whose delivery waits on the database (conn_hold):
+	 * the ACK stops below the lowest.  With when each began: one forgotten by a bug must
+	 * not stall the ACKs for ever. */
+	struct rx_wait {
+		uint64_t seq;
+		int64_t since_ms;
+	} *rx_waiting;
+	size_t n_rx_waiting, cap_rx_waiting;
+	uint64_t rx_current; /* on_stanza: the seq being delivered */
 	uint64_t duplicates, resent;
 	struct strmap *remote;     /* local bare -> strmap of remote full JIDs seen available */
 	struct strmap *home_cache; /* localpart -> struct home_entry */
@@ -432,6 +442,7 @@ static bool decide(int home, const struct jid *to, struct xml_node *st)
 struct intercept_ctx {
 	struct jid to;
 	struct xml_node *st;
+	struct conn_hold hold; /* the sender's replies wait for the lookup */
 };
 
 /* Whether any home node is served by the peer right now. */
@@ -457,6 +468,7 @@ static void intercept_loaded(void *arg, struct user *u, struct pg_result *res)
 	} else if (!u || !decide(u->home_node, &ic->to, ic->st)) {
 		deliver_local(&ic->to, ic->st);
 	}
+	conn_hold_release(&ic->hold);
 	free(ic);
 }
 
@@ -476,6 +488,10 @@ bool route_intercept(const struct jid *to, struct xml_node *st)
 		return false;
 	ic->to = *to;
 	ic->st = st;
+	if (!strcmp(st->name, "message"))
+		conn_hold_take(st, &ic->hold);
+	else
+		ic->hold.serial = 0;
 	user_with_row(to->local, intercept_loaded, ic);
 	return true;
 }
@@ -574,6 +590,7 @@ void route_on_up(void)
 	}
 	R.rx_delivered = &R.seen[k].delivered;
 	R.rx_conn_last = R.rx_acked = 0;
+	R.n_rx_waiting = 0; /* their ACKs went with the old connection; copies are re-sent */
 	R.peer_serve_known = false;
 	memset(R.peer_serves, 0, sizeof R.peer_serves);
 	if (R.hold)
@@ -677,8 +694,55 @@ static int on_stanza(const char *p, size_t len)
 			remote_note(jid_bare(&to, bare, sizeof bare), st);
 	}
 	/* Never forwarded again from here: whatever the peer thinks, it ends on this node. */
+	R.rx_current = seq;
 	deliver_local(&to, st);
+	R.rx_current = 0;
 	return 0;
+}
+
+uint64_t route_rx_current(void) { return R.rx_current; }
+
+void route_rx_wait(uint64_t seq)
+{
+	if (R.n_rx_waiting == R.cap_rx_waiting) {
+		size_t cap = R.cap_rx_waiting ? 2 * R.cap_rx_waiting : 64;
+		struct rx_wait *w = realloc(R.rx_waiting, cap * sizeof *w);
+		if (!w)
+			return; /* not held: acknowledged as before this existed */
+		R.rx_waiting = w;
+		R.cap_rx_waiting = cap;
+	}
+	R.rx_waiting[R.n_rx_waiting++] = (struct rx_wait){seq, clock_mono_ms()};
+}
+
+void route_rx_done(uint64_t seq)
+{
+	for (size_t i = 0; i < R.n_rx_waiting; i++) {
+		if (R.rx_waiting[i].seq == seq) {
+			R.rx_waiting[i] = R.rx_waiting[--R.n_rx_waiting];
+			route_on_batch_end();
+			return;
+		}
+	}
+}
+
+/* What the ACK may say: everything received, below the lowest seq still waiting. */
+static uint64_t rx_ackable(void)
+{
+	uint64_t ack = R.rx_conn_last;
+	int64_t now = clock_mono_ms();
+	for (size_t i = 0; i < R.n_rx_waiting;) {
+		if (now - R.rx_waiting[i].since_ms > CONN_HOLD_MAX_MS) {
+			log_warnx("route: seq %llu waited %d s for the database: acknowledged anyway",
+				  (unsigned long long)R.rx_waiting[i].seq, CONN_HOLD_MAX_MS / 1000);
+			R.rx_waiting[i] = R.rx_waiting[--R.n_rx_waiting];
+			continue;
+		}
+		if (R.rx_waiting[i].seq <= ack)
+			ack = R.rx_waiting[i].seq - 1;
+		i++;
+	}
+	return ack;
 }
 
 /* "<a> <b> ...\n<body>" or "<a> <b> ...": the list copied into *list (malloc'd). */
@@ -843,12 +907,13 @@ int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
 
 void route_on_batch_end(void)
 {
-	if (R.rx_conn_last == R.rx_acked || !route_link_up())
+	uint64_t ack = rx_ackable();
+	if (ack <= R.rx_acked || !route_link_up())
 		return;
 	char buf[24];
-	int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)R.rx_conn_last);
+	int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)ack);
 	if (route_link_send(ROUTE_ACK, buf, (size_t)n, NULL, 0) == 0)
-		R.rx_acked = R.rx_conn_last;
+		R.rx_acked = ack;
 }
 
 void route_stats(char *buf, size_t len)

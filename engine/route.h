@@ -87,6 +87,11 @@ int route_link_peer_node(void); /* from HELLO, 0 if not up */
 uint64_t route_link_queued_mark(void);
 bool route_link_written(uint64_t mark);
 uint64_t route_link_unwritten(void); /* bytes given to the link and not yet written */
+
+/* ---- route.c: the ACK of a received STANZA waits for its database work (conn_hold) ---- */
+uint64_t route_rx_current(void); /* the seq being delivered now, 0 outside on_stanza */
+void route_rx_wait(uint64_t seq);
+void route_rx_done(uint64_t seq);
 uint64_t route_link_peer_instance(void); /* from HELLO, 0 if not up */
 
 /* ---- route.c: called by route_link.c ---- */

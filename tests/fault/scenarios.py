@@ -64,9 +64,8 @@ def lost_in_killed_engine(run, problem):
 
 
 KILL9_LOSES_ACCEPTED = KnownBug(
-    "kill -9 of presenced loses a message it had confirmed (ping answered) while it was "
-    "still waiting on its database (recipient lookup, offline-store INSERT) "
-    "(docs/benchmarks.md \"Failover\")",
+    "kill -9 of presenced loses a message it had confirmed (ping answered) while it sat "
+    "in a slow recipient's output buffer (docs/benchmarks.md \"Failover\")",
     lost_in_killed_engine, intermittent=True)
 
 

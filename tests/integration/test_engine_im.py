@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 
+from pg_lock import lock_table  # noqa: E402
 from rawxmpp import (NS_CLIENT, NS_ROSTER, Checks, Group, RawClient, WaitTimeout,  # noqa: E402
                      XmppError, error_condition, error_type, find_build, is_iq, is_message,
                      is_presence, is_roster_push, local, q, require, require_eq, short)
@@ -41,7 +42,8 @@ NS_VCARD = "vcard-temp"
 NS_LAST = "jabber:iq:last"
 NS_DATA = "jabber:x:data"
 USERS = ["ra", "pa", "pb", "ca", "cb", "da", "db", "ma", "mb", "mc", "mg", "sa",
-         "la", "lb", "lc", "va", "vb", "oa", "ob", "sx", "s1", "s2", "so", "ia", "ib"]
+         "la", "lb", "lc", "va", "vb", "oa", "ob", "sx", "s1", "s2", "so", "ia", "ib",
+         "ha", "hb", "hc"]
 
 
 def password(user):
@@ -143,6 +145,30 @@ class Suite:
         if res.returncode != 0:
             raise XmppError(f"psql failed: {res.stderr.strip()}")
         return res.stdout.strip()
+
+    def db_lock(self, table):
+        return lock_table(self.env["NODE1_PGHOST"], self.env["NODE1_PGPORT"], table)
+
+    def confirmed_after_db(self, clients):
+        """A ping after a message is answered only once the message's database work is
+        done: its offline-store INSERT committed (recipient offline), or its recipient's
+        row loaded (a user the engine has not loaded yet), so a kill -9 after the answer
+        cannot lose it.  The table is held locked meanwhile; the answer must wait."""
+        a = self.online(clients, "ha")
+        for table, rcpt in (("offline_messages", "hb"), ("users", "hc")):
+            unlock = self.db_lock(table)
+            try:
+                a.send(f"<message to='{self.bare(rcpt)}' type='chat' id='h-{rcpt}'>"
+                       "<body>held</body></message>")
+                a.send(f"<iq type='get' id='p-{rcpt}' to='{self.d}'>"
+                       "<ping xmlns='urn:xmpp:ping'/></iq>")
+                self.nothing(a, is_iq("result", f"p-{rcpt}"),
+                             f"the ping's answer while {table} is locked", 1.0)
+            finally:
+                unlock()
+            a.expect(is_iq("result", f"p-{rcpt}"), 10, f"the ping's answer once {table} "
+                     "is free")
+            require_eq(self.db_offline_count(rcpt), 1, f"{rcpt}'s stored message")
 
     def db_offline_count(self, user):
         return int(self.db_value(
@@ -513,6 +539,7 @@ def main():
             ("cancellation: unsubscribe / unsubscribed, pushes, unavailable", s.cancellation),
             ("directed presence and the unavailable at logout", s.directed_presence),
             ("chat/normal stored offline, headline dropped", s.offline_and_errors),
+            ("a ping after a message waits for its database work", s.confirmed_after_db),
             ("message to a non-existent user -> service-unavailable", s.no_such_user),
             ("message to a remote domain -> remote-server-not-found", s.remote_domain),
             ("max_contacts: third roster item -> not-allowed", s.max_contacts_set),

@@ -21,7 +21,9 @@ is served by engine 1, bob (home node 2) by engine 2; both exist in both databas
   4. a stranger without a certificate and a peer sending garbage do not hurt the link.
   5. (engines restarted with a 10 s dead timeout) engine 2 stopped, alice's big messages
      to bob back up in engine 1's route output: her ping is not answered until engine 1
-     has written them to the kernel (engine 2 continued); bob gets every one once.
+     has written them to the kernel (engine 2 continued); bob gets every one once;
+  6. bob offline, engine 2's offline_messages locked: engine 2 does not acknowledge
+     alice's message until its INSERT committed.
 Exit 0 pass, 1 fail, 77 skipped.
 """
 
@@ -41,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 
+from pg_lock import lock_table  # noqa: E402
 from rawxmpp import (NS_CLIENT, NS_ROSTER, RawClient, WaitTimeout, XmppError,  # noqa: E402
                      free_base_port, is_iq, is_message, is_presence, local, q, require,
                      require_eq, short)
@@ -481,6 +484,7 @@ class Scenario:
         e1.wait_route("2")
         e2.wait_route("1")
         alice, bob = self.online(e1, "alice", "r8"), self.online(e2, "bob", "r8")
+        self.alice, self.bob = alice, bob
         e2.proc.send_signal(signal.SIGSTOP)
         t0, n, filler = time.monotonic(), 0, "x" * 60000
         # Over 1 MB not written: the kernel's buffers are full (a few frames may wait for
@@ -510,6 +514,36 @@ class Scenario:
             k = int(m.get("id")[3:])
             require(k not in got, f"message {k} twice at bob")
             got.add(k)
+
+    def step_ack_after_db(self):
+        """Engine 2 acknowledges a STANZA only once its database work is done: bob
+        offline, engine 2's offline_messages locked, alice's message to bob stays
+        unacknowledged at engine 1 until the lock goes (a kill -9 of engine 2 meanwhile
+        would leave it with engine 1, which sends it again); then it is stored once."""
+        e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
+        bob.close()
+        alice.expect(is_presence(bob.jid, "unavailable"), 6, "bob gone, at alice")
+        before = e2.offline_count("bob")
+        unlock = lock_table(e2.pg[0], e2.pg[1], "offline_messages")
+        try:
+            alice.send(f"<message to='bob@{DOMAIN}' type='chat' id='m-db'>"
+                       "<body>stored before acknowledged</body></message>")
+            deadline = time.monotonic() + 5
+            while int(e2.stats().get("route_received", "0")) == 0 or \
+                    e1.stats().get("route_unacked") != "1":
+                require(time.monotonic() < deadline, f"engine 1 holds the message: "
+                        f"{e1.stats()}")
+                time.sleep(0.05)
+            time.sleep(1.0)  # an ACK would be back within a few ms
+            require_eq(e1.stats().get("route_unacked"), "1",
+                       "unacknowledged at engine 1 while engine 2's INSERT waits")
+        finally:
+            unlock()
+        deadline = time.monotonic() + 10
+        while e1.stats().get("route_unacked") != "0":
+            require(time.monotonic() < deadline, f"acknowledged once stored: {e1.stats()}")
+            time.sleep(0.05)
+        require_eq(e2.offline_count("bob"), before + 1, "bob's offline store on node 2")
 
     def step_strangers(self, certs):
         e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
@@ -633,7 +667,9 @@ def main():
                                ("strangers and a garbage-sending peer",
                                 sc.step_strangers, (certs,)),
                                ("a confirmation waits until the route link wrote",
-                                sc.step_confirm_after_write, ())):
+                                sc.step_confirm_after_write, ()),
+                               ("an ACK waits for the receiver's database work",
+                                sc.step_ack_after_db, ())):
             try:
                 fn(*args)
             except Exception as ex:  # later steps build on this one: stop here
