@@ -112,6 +112,7 @@ struct user {
 	struct pg_req *load_req;
 	struct strmap *im_lock; /* sender bare JID -> locked resource name (IM forking) */
 	bool offline_flushing;
+	bool offline_again; /* stored while a flush ran: its SELECT may have missed it */
 	/* The load found no offline messages: the first flush after it can skip its query.
 	 * Trusted once only (the peer's replicated messages arrive behind the engine's back). */
 	bool offline_known_empty;

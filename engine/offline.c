@@ -120,7 +120,10 @@ static void deleted(void *arg, PGresult *res, const char *errmsg)
 			  res ? PQresultErrorMessage(res) : errmsg);
 	op->u->offline_flushing = false;
 	struct user *u = op->u;
-	bool more = op->mode == OP_FLUSH + 100; /* a full batch: there may be more */
+	/* A full batch: there may be more.  Or a message was stored while this flush ran: its
+	 * SELECT may not have seen it, and it must not wait for the next login. */
+	bool more = op->mode == OP_FLUSH + 100 || u->offline_again;
+	u->offline_again = false;
 	user_hold(u);
 	op_free(op);
 	if (more)
@@ -211,6 +214,8 @@ static void start_flush(struct user *u, struct resource *r)
 static void deliver_pending(struct user *u)
 {
 	struct resource *r = first_target(u);
+	if (r && u->offline_flushing)
+		u->offline_again = true; /* deleted() looks again */
 	if (!r || u->offline_flushing)
 		return;
 	if (u->offline_known_empty) {

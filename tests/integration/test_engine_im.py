@@ -43,7 +43,7 @@ NS_LAST = "jabber:iq:last"
 NS_DATA = "jabber:x:data"
 USERS = ["ra", "pa", "pb", "ca", "cb", "da", "db", "ma", "mb", "mc", "mg", "sa",
          "la", "lb", "lc", "va", "vb", "oa", "ob", "sx", "s1", "s2", "so", "ia", "ib",
-         "ha", "hb", "hc"]
+         "ha", "hb", "hc", "ja", "jb"]
 
 
 def password(user):
@@ -146,8 +146,32 @@ class Suite:
             raise XmppError(f"psql failed: {res.stderr.strip()}")
         return res.stdout.strip()
 
-    def db_lock(self, table):
-        return lock_table(self.env["NODE1_PGHOST"], self.env["NODE1_PGPORT"], table)
+    def db_lock(self, table, mode="ACCESS EXCLUSIVE"):
+        return lock_table(self.env["NODE1_PGHOST"], self.env["NODE1_PGPORT"], table,
+                          mode=mode)
+
+    def stored_during_flush(self, clients):
+        """A message stored while the recipient's offline flush runs is delivered at once,
+        not at its next login: writes to offline_messages wait (SHARE lock) while jb's
+        login reads and sends its stored message, so the INSERT of the second commits
+        after that flush's SELECT and before its DELETE."""
+        a = self.online(clients, "ja")
+        a.send(f"<message to='{self.bare('jb')}' type='chat'><body>first</body></message>")
+        deadline = time.monotonic() + 10
+        while self.db_offline_count("jb") != 1:
+            require(time.monotonic() < deadline, "the first message stored")
+            time.sleep(0.05)
+        unlock = self.db_lock("offline_messages", "SHARE")
+        try:
+            a.send(f"<message to='{self.bare('jb')}' type='chat'><body>second</body>"
+                   "</message>")
+            time.sleep(0.3)  # its INSERT waits for the lock now
+            b = self.online(clients, "jb")
+            b.expect(is_message("first", "chat"), 5, "the stored message at jb's login")
+        finally:
+            unlock()
+        b.expect(is_message("second", "chat"), 5,
+                 "the message stored during the flush, without a new login")
 
     def confirmed_after_db(self, clients):
         """A ping after a message is answered only once the message's database work is
@@ -540,6 +564,7 @@ def main():
             ("directed presence and the unavailable at logout", s.directed_presence),
             ("chat/normal stored offline, headline dropped", s.offline_and_errors),
             ("a ping after a message waits for its database work", s.confirmed_after_db),
+            ("a message stored during the recipient's flush is delivered", s.stored_during_flush),
             ("message to a non-existent user -> service-unavailable", s.no_such_user),
             ("message to a remote domain -> remote-server-not-found", s.remote_domain),
             ("max_contacts: third roster item -> not-allowed", s.max_contacts_set),

@@ -16,13 +16,14 @@ class LockError(Exception):
     """The lock could not be taken."""
 
 
-def lock_table(host, port, table, user="duet", db="duet", timeout=20):
-    """Lock `table` (ACCESS EXCLUSIVE) in a psql session of its own; returns the function
-    that commits and ends it."""
+def lock_table(host, port, table, user="duet", db="duet", timeout=20,
+               mode="ACCESS EXCLUSIVE"):
+    """Lock `table` (in `mode`: SHARE lets reads through and stops writes) in a psql
+    session of its own; returns the function that commits and ends it."""
     p = subprocess.Popen([PSQL, "-X", "-h", str(host), "-p", str(port), "-U", user, "-d", db,
                           "-Atq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    p.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+    p.stdin.write(f"BEGIN; LOCK TABLE {table} IN {mode} MODE; SELECT 'locked';\n")
     p.stdin.flush()
     ready, _, _ = select.select([p.stdout], [], [], timeout)
     if not ready or p.stdout.readline().strip() != "locked":
