@@ -483,15 +483,13 @@ bool route_intercept(const struct jid *to, struct xml_node *st)
 	if (e)
 		return decide(e->node, to, st);
 	/* The home node is in the user's row: load it (in order behind any pending load). */
-	struct intercept_ctx *ic = malloc(sizeof *ic);
+	struct intercept_ctx *ic = calloc(1, sizeof *ic); /* hold: none until taken */
 	if (!ic)
 		return false;
 	ic->to = *to;
 	ic->st = st;
 	if (!strcmp(st->name, "message"))
 		conn_hold_take(st, &ic->hold);
-	else
-		ic->hold.serial = 0;
 	user_with_row(to->local, intercept_loaded, ic);
 	return true;
 }
