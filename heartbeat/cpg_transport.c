@@ -14,12 +14,12 @@
 
 #include "heartbeat/cpg_group.h"
 #include "heartbeat/detector.h"
+#include "heartbeat/hb_echo.h"
 #include "heartbeat/quorum_watch.h"
 #include "lib/clock.h"
 #include "lib/config.h"
 #include "lib/log.h"
 
-#define RTT_MAX_US 60000000 /* larger echoes are bogus */
 #define BAD_LOG_MS 10000u   /* invalid messages: one warning per this period */
 
 struct cpg_transport {
@@ -100,11 +100,7 @@ static void send_heartbeat(struct cpg_transport *t)
 		return;
 	f.u.hb.seq = ++t->hb_seq;
 	f.u.hb.send_time_us = now;
-	if (t->echo_time_us) {
-		uint64_t hold = now - t->echo_rx_us;
-		f.u.hb.echo_time_us = t->echo_time_us;
-		f.u.hb.echo_hold_us = hold > UINT32_MAX ? UINT32_MAX : (uint32_t)hold;
-	}
+	hb_echo_fill(&f.u.hb, now, t->echo_time_us, t->echo_rx_us);
 	f.u.hb.st = t->local;
 	if (send_frame(t, &f) == 0)
 		t->st.heartbeats_tx++;
@@ -363,34 +359,6 @@ static void on_hello(struct cpg_transport *t, struct cpg_member from, const stru
 	report(t, ev, 0, 0);
 }
 
-static void rtt_sample(struct cpg_transport *t, const struct frame_heartbeat *hb, uint64_t now)
-{
-	struct peer_link_stats *s = &t->st;
-	uint64_t elapsed;
-	uint32_t rtt, dev;
-
-	if (hb->echo_time_us < t->created_us || hb->echo_time_us > now)
-		return;
-	elapsed = now - hb->echo_time_us;
-	if (elapsed < hb->echo_hold_us || elapsed - hb->echo_hold_us > RTT_MAX_US)
-		return;
-	rtt = (uint32_t)(elapsed - hb->echo_hold_us);
-	if (s->rtt_samples == 0) {
-		s->rtt_min_us = s->rtt_max_us = s->rtt_srtt_us = rtt;
-		s->rtt_rttvar_us = rtt / 2;
-	} else {
-		dev = rtt > s->rtt_srtt_us ? rtt - s->rtt_srtt_us : s->rtt_srtt_us - rtt;
-		s->rtt_rttvar_us = (uint32_t)(((uint64_t)s->rtt_rttvar_us * 3 + dev) / 4);
-		s->rtt_srtt_us = (uint32_t)(((uint64_t)s->rtt_srtt_us * 7 + rtt) / 8);
-		if (rtt < s->rtt_min_us)
-			s->rtt_min_us = rtt;
-		if (rtt > s->rtt_max_us)
-			s->rtt_max_us = rtt;
-	}
-	s->rtt_last_us = rtt;
-	s->rtt_samples++;
-}
-
 static void on_heartbeat(struct cpg_transport *t, struct cpg_member from,
 			 const struct frame_heartbeat *hb)
 {
@@ -407,7 +375,7 @@ static void on_heartbeat(struct cpg_transport *t, struct cpg_member from,
 	t->st.heartbeats_rx++;
 	t->echo_time_us = hb->send_time_us;
 	t->echo_rx_us = now;
-	rtt_sample(t, hb, now);
+	hb_echo_rtt(&t->st, hb, t->created_us, now);
 	report(t, detector_on_frame(&t->det, now / 1000u), 0, 0);
 	t->cbs.on_heartbeat(t->arg, &hb->st);
 }

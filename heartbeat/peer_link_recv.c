@@ -6,10 +6,10 @@
 
 #include <event2/buffer.h>
 
+#include "heartbeat/hb_echo.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
-#define RTT_MAX_US 60000000 /* larger echoes are bogus */
 
 static void conn_protocol_error(struct peer_conn *c, const char *why)
 {
@@ -133,29 +133,7 @@ static void conn_on_heartbeat(struct peer_conn *c, const struct frame *f)
 	link->st.heartbeats_rx++;
 	link->echo_time_us = hb->send_time_us;
 	link->echo_rx_us = t;
-	/* Our own send time came back: RTT = now - then - time the peer held it. */
-	if (hb->echo_time_us >= link->created_us && hb->echo_time_us <= t) {
-		uint64_t elapsed = t - hb->echo_time_us;
-		if (elapsed >= hb->echo_hold_us && elapsed - hb->echo_hold_us <= RTT_MAX_US) {
-			uint32_t rtt = (uint32_t)(elapsed - hb->echo_hold_us);
-			struct peer_link_stats *s = &link->st;
-			if (s->rtt_samples == 0) {
-				s->rtt_min_us = s->rtt_max_us = s->rtt_srtt_us = rtt;
-				s->rtt_rttvar_us = rtt / 2;
-			} else {
-				uint32_t dev = rtt > s->rtt_srtt_us ? rtt - s->rtt_srtt_us
-								    : s->rtt_srtt_us - rtt;
-				s->rtt_rttvar_us = (uint32_t)(((uint64_t)s->rtt_rttvar_us * 3 + dev) / 4);
-				s->rtt_srtt_us = (uint32_t)(((uint64_t)s->rtt_srtt_us * 7 + rtt) / 8);
-				if (rtt < s->rtt_min_us)
-					s->rtt_min_us = rtt;
-				if (rtt > s->rtt_max_us)
-					s->rtt_max_us = rtt;
-			}
-			s->rtt_last_us = rtt;
-			s->rtt_samples++;
-		}
-	}
+	hb_echo_rtt(&link->st, hb, link->created_us, t);
 	if (link->cbs.on_heartbeat)
 		link->cbs.on_heartbeat(link->arg, &hb->st);
 }

@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 
+#include "heartbeat/hb_echo.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -55,11 +56,7 @@ void peer_link_send_heartbeat(struct peer_link *link)
 		return;
 	f.u.hb.seq = ++link->hb_seq;
 	f.u.hb.send_time_us = t;
-	if (link->echo_time_us) {
-		uint64_t hold = t - link->echo_rx_us;
-		f.u.hb.echo_time_us = link->echo_time_us;
-		f.u.hb.echo_hold_us = hold > UINT32_MAX ? UINT32_MAX : (uint32_t)hold;
-	}
+	hb_echo_fill(&f.u.hb, t, link->echo_time_us, link->echo_rx_us);
 	f.u.hb.st = link->local;
 	if (peer_conn_send(c, &f) == 0)
 		link->st.heartbeats_tx++;
