@@ -112,17 +112,13 @@ static struct resource *first_target(struct user *u)
 
 static void start_flush(struct user *u, struct resource *r);
 
-static void deleted(void *arg, PGresult *res, const char *errmsg)
+/* Every end of a flush comes here.  A message stored meanwhile (offline_again) or a full
+ * batch (more) starts the next flush at once: it must not wait for the next login. */
+static void flush_ended(struct offline_op *op, bool more)
 {
-	struct offline_op *op = arg;
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
-		log_warnx("offline %s: delete failed: %s", op->u->name,
-			  res ? PQresultErrorMessage(res) : errmsg);
-	op->u->offline_flushing = false;
 	struct user *u = op->u;
-	/* A full batch: there may be more.  Or a message was stored while this flush ran: its
-	 * SELECT may not have seen it, and it must not wait for the next login. */
-	bool more = op->mode == OP_FLUSH + 100 || u->offline_again;
+	u->offline_flushing = false;
+	more = more || u->offline_again;
 	u->offline_again = false;
 	user_hold(u);
 	op_free(op);
@@ -131,15 +127,21 @@ static void deleted(void *arg, PGresult *res, const char *errmsg)
 	user_release(u);
 }
 
+static void deleted(void *arg, PGresult *res, const char *errmsg)
+{
+	struct offline_op *op = arg;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warnx("offline %s: delete failed: %s", op->u->name,
+			  res ? PQresultErrorMessage(res) : errmsg);
+	flush_ended(op, op->mode == OP_FLUSH + 100);
+}
+
 static void delete_upto(struct offline_op *op, const char *max_id, bool more)
 {
 	const char *params[2] = {op->u->name, max_id};
 	op->mode = more ? OP_FLUSH + 100 : OP_DELETE;
-	if (!pg_query(server.db, "DELETE FROM offline_messages WHERE username = $1 AND id <= $2",
-		      2, params, deleted, op)) {
-		op->u->offline_flushing = false;
-		op_free(op);
-	}
+	user_query(op->u, "DELETE FROM offline_messages WHERE username = $1 AND id <= $2", 2,
+		   params, deleted, op);
 }
 
 static void add_offline_item(struct xml_node *m, const char *node)
@@ -159,8 +161,10 @@ static void fetched(void *arg, PGresult *res, const char *errmsg)
 		else if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
 			log_warnx("offline %s: fetch failed: %s", op->u->name,
 				  res ? PQresultErrorMessage(res) : errmsg);
-		op->u->offline_flushing = false;
-		op_free(op);
+		if (op->mode == OP_FLUSH)
+			flush_ended(op, false); /* another resource may take them */
+		else
+			op_free(op);
 		return;
 	}
 	int n = PQntuples(res);
@@ -178,8 +182,7 @@ static void fetched(void *arg, PGresult *res, const char *errmsg)
 	if (op->mode == OP_FLUSH) {
 		server.stats.offline_delivered += (uint64_t)n;
 		if (n == 0) {
-			op->u->offline_flushing = false;
-			op_free(op);
+			flush_ended(op, false);
 			return;
 		}
 		delete_upto(op, PQgetvalue(res, n - 1, 0), n == FLUSH_BATCH);
@@ -202,13 +205,12 @@ static void start_flush(struct user *u, struct resource *r)
 	char lim[16];
 	snprintf(lim, sizeof lim, "%d", FLUSH_BATCH);
 	const char *params[2] = {u->name, lim};
-	if (!pg_query(server.db,
-		      "SELECT id, stanza FROM offline_messages WHERE username = $1"
-		      " ORDER BY id LIMIT $2::int",
-		      2, params, fetched, op)) {
-		u->offline_flushing = false;
-		op_free(op);
-	}
+	/* In the user's ordered queue, like the INSERTs: a SELECT queued after an INSERT sees
+	 * it, and an INSERT queued after the SELECT calls back before the flush ends. */
+	user_query(u,
+		   "SELECT id, stanza FROM offline_messages WHERE username = $1"
+		   " ORDER BY id LIMIT $2::int",
+		   2, params, fetched, op);
 }
 
 static void deliver_pending(struct user *u)

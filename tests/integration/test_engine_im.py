@@ -151,10 +151,12 @@ class Suite:
                           mode=mode)
 
     def stored_during_flush(self, clients):
-        """A message stored while the recipient's offline flush runs is delivered at once,
-        not at its next login: writes to offline_messages wait (SHARE lock) while jb's
-        login reads and sends its stored message, so the INSERT of the second commits
-        after that flush's SELECT and before its DELETE."""
+        """A message stored while the recipient logs in is delivered at once, in order,
+        exactly once, not at its next login.  Writes to offline_messages wait (SHARE lock)
+        while jb logs in, so the INSERT of the second message is still pending when jb's
+        flush starts: the flush runs in jb's ordered queue behind it (the old engine sent the
+        first from a SELECT that missed the second, then forgot the second until jb's next
+        login), so nothing arrives while the table is locked, then both in order."""
         a = self.online(clients, "ja")
         a.send(f"<message to='{self.bare('jb')}' type='chat'><body>first</body></message>")
         deadline = time.monotonic() + 10
@@ -167,11 +169,15 @@ class Suite:
                    "</message>")
             time.sleep(0.3)  # its INSERT waits for the lock now
             b = self.online(clients, "jb")
-            b.expect(is_message("first", "chat"), 5, "the stored message at jb's login")
+            self.nothing(b, lambda el: el.tag.endswith("}message"),
+                         "a stored message while its INSERT waits", 1.0)
         finally:
             unlock()
+        b.expect(is_message("first", "chat"), 5, "the first stored message at jb's login")
         b.expect(is_message("second", "chat"), 5,
-                 "the message stored during the flush, without a new login")
+                 "the message stored during the login, after the first, without a new login")
+        self.nothing(b, lambda el: el.tag.endswith("}message"), "a stored message twice", 1.0)
+        self.wait_offline("jb", 0)
 
     def confirmed_after_db(self, clients):
         """A ping after a message is answered only once the message's database work is
