@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "engine/engine.h"
+#include "engine/release.h"
 #include "engine/route.h"
 #include "lib/log.h"
 #include "lib/pg.h"
@@ -99,8 +100,9 @@ static void cmd_stats(void)
 	}
 	if (off < sizeof per_node)
 		snprintf(per_node + off, sizeof per_node - off,
-			 " logins_throttled=%llu login_rate=%.1f",
-			 (unsigned long long)server.stats.logins_throttled, server.login_rate);
+			 " logins_throttled=%llu login_rate=%.1f release_pending=%ld",
+			 (unsigned long long)server.stats.logins_throttled, server.login_rate,
+			 release_pending());
 	ctl_printf("stats sessions=%ld connections=%ld users=%zu logins=%llu login_failures=%llu"
 		   " messages=%llu offline_stored=%llu offline_delivered=%llu rss_kb=%ld"
 		   " db_connected=%d%s %s",
@@ -111,51 +113,6 @@ static void cmd_stats(void)
 		   (unsigned long long)server.stats.offline_stored,
 		   (unsigned long long)server.stats.offline_delivered, rss_kb(),
 		   pg_pool_connected(server.db), per_node, route);
-}
-
-/* Release home node n: every session of it ends with see-other-host (or system-shutdown),
- * spread over the window so the receiving node sees no storm. */
-struct release_item {
-	char full[JID_BUF];
-	char target[256];
-};
-
-static void release_one(evutil_socket_t fd, short what, void *arg)
-{
-	struct release_item *ri = arg;
-	struct jid j;
-	if (jid_parse(ri->full, &j) == 0) {
-		struct resource *r = session_find(&j);
-		if (r && r->conn) {
-			if (ri->target[0])
-				conn_release(r->conn, "see-other-host", ri->target);
-			else
-				conn_release(r->conn, "system-shutdown", NULL);
-		}
-	}
-	free(ri);
-}
-
-void release_home_node(int node, const char *target, long window_ms)
-{
-	long total = session_count_home(node), i = 0;
-	void *v;
-	for (size_t it = 0; strmap_next(server.users, &it, NULL, &v);) {
-		struct user *u = v;
-		if (!u->loaded || u->home_node != node)
-			continue;
-		for (struct resource *r = u->resources; r; r = r->next, i++) {
-			struct release_item *ri = calloc(1, sizeof *ri);
-			if (!ri)
-				continue;
-			snprintf(ri->full, sizeof ri->full, "%s", r->full);
-			snprintf(ri->target, sizeof ri->target, "%s", target ? target : "");
-			long at = total > 0 ? window_ms * i / total : 0;
-			struct timeval tv = {at / 1000, (at % 1000) * 1000};
-			if (event_base_once(server.base, -1, EV_TIMEOUT, release_one, ri, &tv) < 0)
-				free(ri);
-		}
-	}
 }
 
 static void cmd_serve(char *arg)

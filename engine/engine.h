@@ -360,7 +360,9 @@ void login_capacity_refused(void);  /* a login was refused: the guard stays up *
 long login_guard_left_ms(void);     /* ms the storm guard still runs, 0 = off */
 /* Logins admitted and not bound yet (conn.c); full: refuse new ones while the guard is up */
 void login_inflight_add(int d);
+long login_inflight(void);
 bool login_inflight_full(void);
+double login_capacity_per_s(void); /* logins/s with headroom, 0 when unknown (ADMIT) */
 
 /* --- control.c --- */
 void control_open(int fd);

@@ -64,6 +64,7 @@ static struct {
 } LC;
 
 void login_inflight_add(int d) { LC.inflight += d; }
+long login_inflight(void) { return LC.inflight; }
 
 static long guard_left(void)
 {
@@ -79,6 +80,8 @@ static double capacity_rate(void)
 						 : 0;
 	return us > 0 ? LC_HEADROOM * 1e6 / us : 0;
 }
+
+double login_capacity_per_s(void) { return capacity_rate(); }
 
 double login_rate_effective(void)
 {

@@ -416,10 +416,30 @@ bool route_contact_remote(const char *local)
 	return true; /* served by the peer, or unknown here: the peer filters */
 }
 
+/* A message for a user whose home node we no longer serve, but who still has a session
+ * here: a planned move ends the sessions one by one (release.c), and until this one ends
+ * the user is here.  The peer would store the message for the user's next login there. */
+static bool still_here(const struct jid *to, const struct xml_node *st)
+{
+	if (strcmp(st->name, "message"))
+		return false;
+	struct user *u = user_find_loaded(to->local);
+	if (!u)
+		return false;
+	if (to->resource[0]) {
+		struct resource *r = user_find_resource(u, to->resource);
+		return r && r->conn;
+	}
+	for (struct resource *r = u->resources; r; r = r->next)
+		if (r->conn && r->presence && r->priority >= 0)
+			return true;
+	return false;
+}
+
 /* true: taken (forwarded or refused); false: deliver locally. */
 static bool decide(int home, const struct jid *to, struct xml_node *st)
 {
-	if (engine_serves(home))
+	if (engine_serves(home) || still_here(to, st))
 		return false;
 	if (route_link_up() && home >= 1 && home <= MAX_HOME_NODES && R.peer_serves[home]) {
 		if (forward(st, home) == 0) {
@@ -603,10 +623,12 @@ void route_on_up(void)
 	R.resent += (uint64_t)n;
 	if (n)
 		log_info("route: %ld unacknowledged stanzas sent again", n);
+	route_admit_start();
 }
 
 void route_on_down(void)
 {
+	route_admit_stop();
 	R.losses++;
 	memset(R.peer_serves, 0, sizeof R.peer_serves);
 	R.peer_serve_known = false;
@@ -883,7 +905,7 @@ static int on_serve(const char *p, size_t len)
 int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
 {
 	if (type != ROUTE_SERVE && type != ROUTE_ACK && type != ROUTE_PING &&
-	    !R.peer_serve_known)
+	    type != ROUTE_ADMIT && !R.peer_serve_known)
 		return -1; /* SERVE comes first after HELLO */
 	switch (type) {
 	case ROUTE_SERVE:
@@ -898,6 +920,8 @@ int route_on_frame(enum route_frame_type type, const char *payload, size_t len)
 		return on_ack(payload, len);
 	case ROUTE_PING:
 		return len == 0 ? 0 : -1;
+	case ROUTE_ADMIT:
+		return route_admit_received(payload, len);
 	default:
 		return -1;
 	}

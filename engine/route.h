@@ -23,7 +23,8 @@ struct user;
 /* ---- frames (route_link.c encodes the header; route.c owns the payloads) ---- */
 #define ROUTE_MAGIC0 'D'
 #define ROUTE_MAGIC1 'R'
-#define ROUTE_VERSION 2 /* 2: HELLO carries the sender's instance, STANZA seqs span connections */
+/* 2: HELLO carries the sender's instance, STANZA seqs span connections; 3: ADMIT */
+#define ROUTE_VERSION 3
 #define ROUTE_HEADER_SIZE 8
 #define ROUTE_MAX_PAYLOAD (2u << 20) /* 2 MiB */
 #define ROUTE_MAX_QUEUE (16u << 20)  /* bytes queued to a peer that does not read */
@@ -36,7 +37,9 @@ enum route_frame_type {
 	ROUTE_PROBE = 5,    /* "<prober-jid> <bare> <bare>...": send their presences back */
 	ROUTE_ACK = 6,      /* "<seq>": every STANZA up to seq has been handled */
 	ROUTE_PING = 7,     /* empty: keeps the dead timer of the other side quiet */
+	ROUTE_ADMIT = 8,    /* "<capacity> <inflight> <logins> <refused>": the sender's logins */
 };
+#define ROUTE_FRAME_LAST ROUTE_ADMIT
 
 /* ---- route_frame.c: the wire format, no side effects (fuzzed) ---- */
 #define ROUTE_HELLO_MAX 80
@@ -57,6 +60,14 @@ int route_parse_u64(const char *s, size_t len, uint64_t *out);
 int route_hello_parse(const char *p, size_t len, struct route_hello *out);
 int route_hello_format(char *buf, size_t size, int node, uint64_t instance);
 int route_serve_parse(const char *p, size_t len, bool next[ROUTE_MAX_NODE + 1]);
+/* ADMIT: what the sender's login admission looks like now (engine/release_pace.c reads it
+ * to pace a planned move towards the sender).  capacity: logins/s it can take (0 unknown);
+ * inflight: logins admitted and not bound yet; logins, refused: totals since its start. */
+struct route_admit {
+	uint64_t capacity, inflight, logins, refused;
+};
+int route_admit_parse(const char *p, size_t len, struct route_admit *out);
+int route_admit_format(char *buf, size_t size, const struct route_admit *a);
 int route_seq_split(const char *p, size_t len, uint64_t *seq, const char **rest,
 		    size_t *rest_len);
 int route_list_split(const char *p, size_t len, bool with_body, char *list, size_t size,
@@ -102,6 +113,11 @@ void route_on_down(void);
 /* A frame after HELLO.  -1 = malformed: the caller closes the link. */
 int route_on_frame(enum route_frame_type type, const char *payload, size_t len);
 void route_on_batch_end(void); /* after the frames of one read: send the ACK */
+
+/* ---- route_admit.c: ADMIT frames, sent while the link is up ---- */
+void route_admit_start(void);
+void route_admit_stop(void);
+int route_admit_received(const char *payload, size_t len); /* -1: malformed */
 
 /* ---- route.c: the hooks of the rest of the engine ---- */
 /* router.c: a stanza for a local-domain JID that the user's home node decides.  true:

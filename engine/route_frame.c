@@ -1,5 +1,5 @@
 /* The route link's wire format without its side effects (docs/route-protocol.md): the
- * frame header, and the text fields of HELLO, SERVE, STANZA, ACK, PRESENCE and PROBE.
+ * frame header, and the text fields of HELLO, SERVE, STANZA, ACK, PRESENCE, PROBE and ADMIT.
  * route_link.c and route.c decide what to do with them; the fuzz target
  * tests/fuzz/fuzz_route_frame.c drives these with hostile bytes.  Every function reads only
  * [p, p+len) and fails on anything but the exact form. */
@@ -15,7 +15,7 @@ int route_frame_header(const unsigned char *h, size_t avail, enum route_frame_ty
 		return 1;
 	uint32_t n = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7];
 	if (h[0] != ROUTE_MAGIC0 || h[1] != ROUTE_MAGIC1 || h[2] != ROUTE_VERSION ||
-	    h[3] < ROUTE_HELLO || h[3] > ROUTE_PING || n > ROUTE_MAX_PAYLOAD)
+	    h[3] < ROUTE_HELLO || h[3] > ROUTE_FRAME_LAST || n > ROUTE_MAX_PAYLOAD)
 		return -1;
 	*type = (enum route_frame_type)h[3];
 	*len = n;
@@ -136,4 +136,29 @@ int route_list_split(const char *p, size_t len, bool with_body, char *list, size
 		*body_len = len - ll - 1;
 	}
 	return 0;
+}
+
+/* "<capacity> <inflight> <logins> <refused>": four decimal numbers, one space apart. */
+int route_admit_parse(const char *p, size_t len, struct route_admit *out)
+{
+	uint64_t v[4];
+	size_t at = 0;
+	for (int i = 0; i < 4; i++) {
+		size_t end = at;
+		while (end < len && p[end] != ' ')
+			end++;
+		if ((i < 3) != (end < len) || route_parse_u64(p + at, end - at, &v[i]) < 0)
+			return -1;
+		at = end + 1;
+	}
+	*out = (struct route_admit){v[0], v[1], v[2], v[3]};
+	return 0;
+}
+
+int route_admit_format(char *buf, size_t size, const struct route_admit *a)
+{
+	int n = snprintf(buf, size, "%llu %llu %llu %llu", (unsigned long long)a->capacity,
+			 (unsigned long long)a->inflight, (unsigned long long)a->logins,
+			 (unsigned long long)a->refused);
+	return n > 0 && (size_t)n < size ? n : -1;
 }

@@ -14,7 +14,12 @@
  * login.  Per query the results are then
  *     [prepare result, NULL,] result(s), NULL, PGRES_PIPELINE_SYNC
  *
- * Requests wait in one FIFO queue and go to the least-loaded connection that is up.  New
+ * Requests wait in one FIFO queue and go to the least-loaded connection that is up.  With
+ * write connections set (pg_pool_set_write_conns), statements that write (INSERT, UPDATE,
+ * DELETE, MERGE, WITH) go to those only and everything else to the others: writes to
+ * replicated tables serialize on the capture lock until their commit (docs/replication-
+ * protocol.md), and a query pipelined behind a write that waits for that lock waits with it,
+ * so a login's reads never queue behind them.  Each lane keeps its FIFO order.  New
  * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
  * never runs before pg_query() has returned its handle.
  *
@@ -37,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -67,6 +73,7 @@ struct pg_req {
 	int preparing;	/* its statement's Parse went first: one result and a NULL of its own */
 	long prep_id;	/* that statement's number */
 	int64_t deadline_ms;
+	int lane; /* LANE_READ or LANE_WRITE */
 	int nparams;
 	const char *sql;
 	const char **params; /* points into the same allocation */
@@ -75,6 +82,7 @@ struct pg_req {
 TAILQ_HEAD(req_list, pg_req);
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
+enum { LANE_READ, LANE_WRITE };
 
 struct pg_conn {
 	struct pg_pool *pool;
@@ -108,6 +116,7 @@ struct pg_pool {
 	int n_inflight;
 	int n_connected;
 	int queue_timeout_ms;
+	int write_conns; /* the first write_conns connections take writes only; 0: no lanes */
 	struct event *ev_kick;	  /* deferred dispatch */
 	struct event *ev_timeout; /* earliest queue deadline */
 	int kick_pending;
@@ -547,12 +556,15 @@ static void conn_on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- dispatch ---- */
 
-static struct pg_conn *pool_pick_conn(struct pg_pool *pool)
+static struct pg_conn *pick_in(struct pg_pool *pool, int from, int to, int *any_up)
 {
 	struct pg_conn *best = NULL;
-	for (int i = 0; i < pool->nconns; i++) {
+	for (int i = from; i < to; i++) {
 		struct pg_conn *c = &pool->conns[i];
-		if (c->state != CONN_UP || c->n_inflight >= PG_CONN_MAX_INFLIGHT)
+		if (c->state != CONN_UP)
+			continue;
+		*any_up = 1;
+		if (c->n_inflight >= PG_CONN_MAX_INFLIGHT)
 			continue;
 		if (!best || c->n_inflight < best->n_inflight)
 			best = c;
@@ -560,17 +572,39 @@ static struct pg_conn *pool_pick_conn(struct pg_pool *pool)
 	return best;
 }
 
+/* The least-loaded connection of the request's lane; any connection when its lane has none
+ * up (a write connection reconnecting must not stop the writes). */
+static struct pg_conn *pool_pick_conn(struct pg_pool *pool, int lane)
+{
+	int any_up = 0, w = pool->write_conns;
+	if (w <= 0 || w >= pool->nconns)
+		return pick_in(pool, 0, pool->nconns, &any_up);
+	struct pg_conn *c = lane == LANE_WRITE ? pick_in(pool, 0, w, &any_up)
+					       : pick_in(pool, w, pool->nconns, &any_up);
+	return c || any_up ? c : pick_in(pool, 0, pool->nconns, &any_up);
+}
+
 static void pool_dispatch(struct pg_pool *pool)
 {
-	struct pg_req *req;
+	struct pg_req *req, *next;
 	struct pg_conn *c;
-	int head_changed = 0;
+	int head_changed = 0, lane_full[2] = {0, 0};
 
-	while ((req = TAILQ_FIRST(&pool->queue)) && (c = pool_pick_conn(pool))) {
+	for (req = TAILQ_FIRST(&pool->queue); req && !(lane_full[0] && lane_full[1]); req = next) {
+		next = TAILQ_NEXT(req, entry);
+		if (lane_full[req->lane])
+			continue; /* its lane's earlier requests wait: keep the order */
+		if (!(c = pool_pick_conn(pool, req->lane))) {
+			lane_full[req->lane] = 1;
+			continue;
+		}
 		int r = conn_send(c, req);
 		if (r < 0) {
+			/* req is still queued: another connection takes it.  Callbacks ran (they
+			 * may have cancelled queued requests): start from the head again. */
 			conn_fail(c, PQerrorMessage(c->pq));
-			continue; /* req is still queued; try another connection */
+			next = TAILQ_FIRST(&pool->queue);
+			continue;
 		}
 		TAILQ_REMOVE(&pool->queue, req, entry);
 		pool->n_queued--;
@@ -582,6 +616,7 @@ static void pool_dispatch(struct pg_pool *pool)
 			req->state = REQ_DONE;
 			req_deliver(req, NULL, msg);
 			req_free(req);
+			next = TAILQ_FIRST(&pool->queue); /* as above */
 			continue;
 		}
 		req->state = REQ_SENT;
@@ -671,6 +706,27 @@ void pg_pool_free(struct pg_pool *pool)
 	free(pool);
 }
 
+/* Its first keyword says whether a statement writes (a WITH is taken for a writing one). */
+static int sql_writes(const char *sql)
+{
+	static const char *const verbs[] = {"INSERT", "UPDATE", "DELETE", "MERGE", "WITH"};
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+		sql++;
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+		size_t n = strlen(verbs[i]);
+		if (!strncasecmp(sql, verbs[i], n) && (sql[n] == ' ' || sql[n] == '\t' ||
+							sql[n] == '\n' || sql[n] == '\r'))
+			return 1;
+	}
+	return 0;
+}
+
+void pg_pool_set_write_conns(struct pg_pool *pool, int n)
+{
+	pool->write_conns = n > 0 && n < pool->nconns ? n : 0;
+	pool_kick(pool);
+}
+
 struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
 			const char *const *params, pg_cb cb, void *arg)
 {
@@ -714,6 +770,7 @@ struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
 		p += n;
 	}
 	req->state = REQ_QUEUED;
+	req->lane = sql_writes(sql) ? LANE_WRITE : LANE_READ;
 	req->deadline_ms = clock_mono_ms() + pool->queue_timeout_ms;
 	int was_empty = TAILQ_EMPTY(&pool->queue);
 	TAILQ_INSERT_TAIL(&pool->queue, req, entry);

@@ -29,6 +29,10 @@ void pg_req_cancel(struct pg_req *req);
 int pg_pool_connected(const struct pg_pool *pool);
 int pg_pool_queued(const struct pg_pool *pool);
 int pg_pool_in_flight(const struct pg_pool *pool);
+/* Reserve the first n connections for statements that write, the others for the rest
+ * (0, the default: one lane).  Reads then never wait in a pipeline behind a write that
+ * waits for a lock (the replication capture lock serializes writes until their commit). */
+void pg_pool_set_write_conns(struct pg_pool *pool, int n);
 /* How long a request may wait for a connection before failing (default 5000 ms). */
 void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms);
 

@@ -398,7 +398,7 @@ int fo_tick(struct lg *lg, uint64_t now)
 		send_due(lg, now);
 	reconnect_due(lg, now);
 	if (F.mark_ns && !F.all_back_ns && F.back_after_mark == F.lost_after_mark &&
-	    F.lost_after_mark > 0) {
+	    F.lost_after_mark > 0 && F.lost_after_mark >= lg->cfg.expect_moved) {
 		F.all_back_ns = now;
 		for (int i = 0; i < F.n; i++)
 			F.u[i].sent_until_back = F.u[i].sent;

@@ -45,6 +45,7 @@ struct lg_config {
 	double timeline_ms;   /* timeline bucket */
 	double after_mark;    /* run at most this long after the fault mark */
 	double settle;        /* end this long after every client is back */
+	int expect_moved;     /* ... once at least this many lost their session (0: any) */
 	double backoff_min, backoff_max;
 };
 

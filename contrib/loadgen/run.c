@@ -51,6 +51,8 @@ static void usage(FILE *f)
 		"  --timeline-ms MS     timeline bucket (1000)\n"
 		"  --after-mark S       run at most this long after the fault (60)\n"
 		"  --settle S           end this long after every client is back (2)\n"
+		"  --expect-moved N     ... and at least N lost their session (a planned move\n"
+		"                       that ends sessions over time: not done before)\n"
 		"  --backoff-min S --backoff-max S   reconnect backoff (0.25, 4)\n"
 		"  (--duration: without a mark, chat this long after all are up)\n"
 		"  --quiet              no progress lines on stderr\n"
@@ -324,7 +326,7 @@ static void parse_args(int argc, char **argv)
 		{"first-user", 1, 0, 'F'},  {"alt-host", 1, 0, 'a'},  {"alt-port", 1, 0, 'A'},
 		{"msg-interval", 1, 0, 'i'}, {"timeline-ms", 1, 0, 'L'},
 		{"after-mark", 1, 0, 'K'},  {"settle", 1, 0, 's'},    {"backoff-min", 1, 0, 'b'},
-		{"backoff-max", 1, 0, 'B'},
+		{"backoff-max", 1, 0, 'B'}, {"expect-moved", 1, 0, 'E'},
 		{0, 0, 0, 0}};
 	struct lg_config *c = &G.cfg;
 	const char *creds_pw = NULL, *salt = NULL;
@@ -365,6 +367,9 @@ static void parse_args(int argc, char **argv)
 		case 'L': c->timeline_ms = arg_num("timeline-ms", optarg, 10, 60000); break;
 		case 'K': c->after_mark = arg_num("after-mark", optarg, 1, 86400); break;
 		case 's': c->settle = arg_num("settle", optarg, 0, 3600); break;
+		case 'E':
+			c->expect_moved = (int)arg_num("expect-moved", optarg, 0, LG_MAX_CONNECTIONS);
+			break;
 		case 'b': c->backoff_min = arg_num("backoff-min", optarg, 0.01, 60); break;
 		case 'B': c->backoff_max = arg_num("backoff-max", optarg, 0.01, 600); break;
 		case 'm':

@@ -6,8 +6,8 @@
  * payload goes through the parser of its type.  Properties checked:
  *   - nothing reads outside the input (ASan) nor misbehaves (UBSan);
  *   - a header re-encodes to the same 8 bytes;
- *   - a HELLO, ACK number or SERVE set that parses formats back to a form that parses to
- *     the same values, and our own HELLO parses;
+ *   - a HELLO, ACK number, SERVE set or ADMIT that parses formats back to a form that
+ *     parses to the same values (an ADMIT to the same bytes), and our own HELLO parses;
  *   - a STANZA/PRESENCE body parses to at most one message, presence or iq, which
  *     serializes and parses back to the same element name. */
 #include <stddef.h>
@@ -83,6 +83,18 @@ static void check_ack(const char *p, size_t len)
 		abort();
 }
 
+static void check_admit(const char *p, size_t len)
+{
+	struct route_admit a, again;
+	if (route_admit_parse(p, len, &a) < 0)
+		return;
+	char buf[96];
+	int n = route_admit_format(buf, sizeof buf, &a);
+	if (n < 0 || (size_t)n != len || memcmp(buf, p, len) ||
+	    route_admit_parse(buf, (size_t)n, &again) < 0 || memcmp(&a, &again, sizeof a))
+		abort();
+}
+
 static void check_list(const char *p, size_t len, bool with_body)
 {
 	char *list = malloc(len + 1);
@@ -154,6 +166,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case ROUTE_ACK:
 			check_ack(p, len);
+			break;
+		case ROUTE_ADMIT:
+			check_admit(p, len);
 			break;
 		case ROUTE_PING:
 			break;

@@ -545,6 +545,49 @@ class Scenario:
             time.sleep(0.05)
         require_eq(e2.offline_count("bob"), before + 1, "bob's offline store on node 2")
 
+    def step_slow_release(self):
+        """A planned move ends sessions one by one (engine/release.c): three of home node 1
+        over 90 s, so one now, the next after 30 s.  Engine 2 serves home node 1 already;
+        the two still on engine 1 are still there: a message between them is delivered there
+        at once, not stored by engine 2 for their next login (before: forwarded and stored)."""
+        e1, e2 = self.e1, self.e2
+        users = ("carol", "dave", "erin")
+        for c in self.clients:  # earlier steps' sessions of home node 1 would be released too
+            c.close()
+        cs = {u: self.online(e1, u) for u in users}
+        deadline = time.monotonic() + 5
+        while e1.stats().get("sessions_node1") != "3":
+            require(time.monotonic() < deadline, f"three sessions of home node 1: {e1.stats()}")
+            time.sleep(0.05)
+        e2.serve("1,2")
+        e1.wait_route("1,2")
+        reply = e1.request(f"release 1 127.0.0.1:{e2.xmpp_port} 90000")
+        require_eq(reply, "release ok 3", "release")
+        deadline = time.monotonic() + 5
+        gone = None
+        while gone is None:
+            for u, c in cs.items():
+                c.pump(0.05)
+                if c.stream_error:
+                    require_eq(c.stream_error, "see-other-host", f"{u}'s stream error")
+                    gone = u
+            require(time.monotonic() < deadline, "the first session released within 5 s")
+        left = [u for u in users if u != gone]
+        for u in left:
+            require(cs[u].stream_error is None, f"{u} released with the first: {cs[u].stream_error}")
+        require_eq(e1.stats().get("release_pending"), "2", "sessions still to release")
+        self.chat(cs[left[0]], cs[left[1]], "still here")
+        self.chat(cs[left[1]], cs[left[0]], "me too")
+        require_eq(e2.offline_count(left[0]) + e2.offline_count(left[1]), 0,
+                   "messages stored by engine 2")
+        # The rest at once; both engines back to their own home node.
+        require(e1.request("release 1 - 0").startswith("release ok"), "release the rest")
+        for u in left:
+            require_eq(cs[u].expect_stream_error(5), "system-shutdown", f"{u} released")
+        e2.serve("2")
+        e1.serve("1")
+        e1.wait_route("2")
+
     def step_strangers(self, certs):
         e1, e2, alice, bob = self.e1, self.e2, self.alice, self.bob
         # No certificate: the handshake fails and the established link is untouched.
@@ -554,7 +597,7 @@ class Scenario:
         ctx.verify_mode = ssl.CERT_NONE
         try:
             t = ctx.wrap_socket(s)
-            t.sendall(b"DR\x02\x01\x00\x00\x00\x05hello")
+            t.sendall(b"DR\x03\x01\x00\x00\x00\x05hello")
             t.recv(100)
         except (ssl.SSLError, OSError):
             pass
@@ -567,7 +610,7 @@ class Scenario:
         ctx.check_hostname = False
         try:
             t = ctx.wrap_socket(s, server_hostname="node2")
-            t.sendall(b"DR\x02\x01\x00\x00\x00\x05hello")
+            t.sendall(b"DR\x03\x01\x00\x00\x00\x05hello")
             t.recv(100)
         except (ssl.SSLError, OSError):
             pass
@@ -583,9 +626,9 @@ class Scenario:
         ctx.load_verify_locations(str(certs / "ca.pem"))
         ctx.load_cert_chain(str(certs / "node1.pem"), str(certs / "node1.key"))
         t = ctx.wrap_socket(s, server_hostname="node2")
-        hello = b"duet-route 2 2 1 00000000fa4efa4e"
-        t.sendall(b"DR\x02\x01" + len(hello).to_bytes(4, "big") + hello)
-        t.sendall(b"DR\x02\x02\x00\x00\x00\x01" + b"1")       # SERVE 1
+        hello = b"duet-route 3 3 1 00000000fa4efa4e"
+        t.sendall(b"DR\x03\x01" + len(hello).to_bytes(4, "big") + hello)
+        t.sendall(b"DR\x03\x02\x00\x00\x00\x01" + b"1")       # SERVE 1
         t.sendall(b"XX\x01\x07\x00\x00\x00\x00")              # bad magic
         t.settimeout(5)
         got = b""
@@ -598,7 +641,7 @@ class Scenario:
         except (ssl.SSLError, OSError):
             pass
         t.close()
-        require(got.startswith(b"DR\x02\x01"), f"engine 2 answered HELLO: {got[:40]!r}")
+        require(got.startswith(b"DR\x03\x01"), f"engine 2 answered HELLO: {got[:40]!r}")
         # The fake peer replaced the link and was thrown out: alice's engine reconnects,
         # and bob (who lost alice's presence with the fake link) sees her again.
         bob.expect(is_presence(alice.jid, "available"), 10,
@@ -642,7 +685,8 @@ def main():
         engines = [e1, e2]
         for e in engines:
             e.migrate()
-            for user, home in (("alice", 1), ("bob", 2)):
+            for user, home in (("alice", 1), ("bob", 2), ("carol", 1), ("dave", 1),
+                               ("erin", 1)):
                 pw = f"{user}-secret"
                 s1 = scram_keys(pw, "sha1", os.urandom(16))
                 s2 = scram_keys(pw, "sha256", os.urandom(16))
@@ -669,7 +713,9 @@ def main():
                                ("a confirmation waits until the route link wrote",
                                 sc.step_confirm_after_write, ()),
                                ("an ACK waits for the receiver's database work",
-                                sc.step_ack_after_db, ())):
+                                sc.step_ack_after_db, ()),
+                               ("a slow planned release: users still here get messages here",
+                                sc.step_slow_release, ())):
             try:
                 fn(*args)
             except Exception as ex:  # later steps build on this one: stop here

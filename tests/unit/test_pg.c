@@ -509,6 +509,65 @@ static void test_overloaded(void **state)
 	event_base_free(base);
 }
 
+/* With a write connection, reads never wait behind writes that wait for a lock: two
+ * connections, the table locked against writes, four INSERTs queued, then a SELECT.  One
+ * lane (write_conns 0) puts the SELECT behind an INSERT in a pipeline; two lanes answer it
+ * while the INSERTs wait, and the INSERTs still run in their order once the lock goes. */
+static int pred_both_connected(void *arg) { return pg_pool_connected(arg) == 2; }
+
+static int lanes_read_answered(int write_conns)
+{
+	enum { W = 4 };
+	struct event_base *base = event_base_new();
+	struct pg_pool *pool = pg_pool_new(base, conninfo, 2);
+	PGconn *locker = blocking_connect(conninfo);
+	blocking_exec(locker, "CREATE TABLE IF NOT EXISTS lane_t (n int)");
+	blocking_exec(locker, "TRUNCATE lane_t");
+	pg_pool_set_write_conns(pool, write_conns);
+	assert_true(run_until(base, pred_both_connected, pool, 5000));
+	blocking_exec(locker, "BEGIN");
+	blocking_exec(locker, "LOCK TABLE lane_t IN EXCLUSIVE MODE"); /* SELECTs still pass */
+	struct call w[W], r = {0};
+	struct counter writes = {W, 0}, reads = {1, 0};
+	int seq = 0;
+	memset(w, 0, sizeof w);
+	for (int i = 0; i < W; i++) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", i);
+		const char *params[1] = {n};
+		w[i].done = &writes;
+		w[i].seq = &seq;
+		assert_non_null(pg_query(pool, "INSERT INTO lane_t VALUES ($1::int)", 1, params,
+					 on_call, &w[i]));
+	}
+	r.done = &reads;
+	r.seq = &seq;
+	assert_non_null(pg_query(pool, " select 'read'", 0, NULL, on_call, &r));
+	int answered = run_until(base, pred_counter, &reads, 1500);
+	assert_int_equal(writes.got, 0);
+	blocking_exec(locker, "COMMIT");
+	assert_true(run_until(base, pred_counter, &writes, 5000));
+	assert_true(run_until(base, pred_counter, &reads, 5000));
+	assert_string_equal(r.value, "read");
+	for (int i = 0; i < W; i++)
+		assert_int_equal(w[i].st, PGRES_COMMAND_OK);
+	if (write_conns)
+		for (int i = 1; i < W; i++) /* one write connection: in their order */
+			assert_true(w[i].order > w[i - 1].order);
+	assert_int_equal(blocking_int(locker, "SELECT count(*) FROM lane_t"), W);
+	blocking_exec(locker, "DROP TABLE lane_t");
+	PQfinish(locker);
+	pg_pool_free(pool);
+	event_base_free(base);
+	return answered;
+}
+
+static void test_write_lane(void **state)
+{
+	assert_false(lanes_read_answered(0));
+	assert_true(lanes_read_answered(1));
+}
+
 /* Unreachable server: requests fail with NULL within the queue timeout. */
 static void check_unreachable(const char *info)
 {
@@ -674,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_callback_reentry),
 		cmocka_unit_test(test_free_pending),
 		cmocka_unit_test(test_overloaded),
+		cmocka_unit_test(test_write_lane),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_reconnect),
 		cmocka_unit_test(test_schema_migrate),
