@@ -161,9 +161,9 @@ int main(int argc, char **argv)
 	server.db = pg_pool_new(server.base, server.cfg.db_conninfo, (int)server.cfg.db_connections);
 	if (!server.db)
 		fatalx("database pool");
-	/* Writes serialize on the replication capture lock anyway: one connection takes them
-	 * all and the others serve reads, which then never wait behind them (lib/pg.h). */
-	pg_pool_set_write_conns(server.db, 1);
+	/* Reads never wait in a pipeline behind a write, which may wait for the replication
+	 * capture lock: writes use all connections but one at a time (lib/pg.h). */
+	pg_pool_set_write_conns(server.db, (int)server.cfg.db_connections - 1);
 	if (!listener_open(server.cfg.xmpp_listen, false))
 		return 1;
 	if (server.cfg.xmpps_listen[0] && server.ssl_ctx &&

@@ -11,6 +11,10 @@
 #include "lib/pg.h"
 
 #define FLUSH_BATCH 500
+/* A write that never reached the database (its queue timed out: the database is slow, not
+ * wrong) is queued again, this many times in all: a message whose sender was told it was
+ * handled must not be dropped for a busy moment. */
+#define OFFLINE_WRITE_TRIES 3
 
 struct offline_op {
 	struct user *u;
@@ -18,6 +22,8 @@ struct offline_op {
 	struct xml_node *iq; /* XEP-0013 request being answered, or NULL */
 	char *stanza;        /* insert: the stored text, to bounce if the store is full */
 	int mode;
+	int tries;
+	char max_id[24]; /* flush: the DELETE's bound */
 	struct conn_hold hold; /* insert: the sender's replies wait for the commit */
 };
 
@@ -46,21 +52,36 @@ static void op_free(struct offline_op *op)
 }
 
 static void deliver_pending(struct user *u);
+static void store_query(struct offline_op *op);
+
+static void bounce_stored(struct offline_op *op, const char *condition)
+{
+	struct xml_node *m = xml_parse_string(op->stanza, strlen(op->stanza));
+	if (m) {
+		stanza_bounce_to_sender(m, "wait", condition);
+		xml_free(m);
+	}
+}
 
 static void inserted(void *arg, PGresult *res, const char *errmsg)
 {
 	struct offline_op *op = arg;
+	if (!res && pg_err_never_sent(errmsg) && ++op->tries < OFFLINE_WRITE_TRIES) {
+		log_info("offline %s: store not run (%s): queued again", op->u->name, errmsg);
+		store_query(op); /* the sender's replies still wait (conn_hold) */
+		return;
+	}
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_warnx("offline %s: store failed: %s", op->u->name,
 			  res ? PQresultErrorMessage(res) : errmsg);
+		/* It surely did not commit (the server refused it, or it was never sent): the
+		 * sender hears so.  A connection lost in flight may have committed: silence. */
+		if (res || pg_err_never_sent(errmsg))
+			bounce_stored(op, "internal-server-error");
 	} else if (atoi(PQcmdTuples(res)) == 0) {
 		/* The user's offline store is full: tell the sender instead of dropping. */
 		log_info("offline %s: store full, message bounced", op->u->name);
-		struct xml_node *m = xml_parse_string(op->stanza, strlen(op->stanza));
-		if (m) {
-			stanza_bounce_to_sender(m, "wait", "resource-constraint");
-			xml_free(m);
-		}
+		bounce_stored(op, "resource-constraint");
 	} else {
 		server.stats.offline_stored++;
 		/* The user may have come online while this was being written. */
@@ -89,12 +110,17 @@ void offline_store_held(struct user *u, struct xml_node *m, struct conn_hold *h)
 	}
 	op->stanza = text;
 	u->offline_known_empty = false;
+	store_query(op);
+}
+
+static void store_query(struct offline_op *op)
+{
 	char max[32];
 	snprintf(max, sizeof max, "%ld", server.cfg.max_offline_per_user);
-	const char *params[3] = {u->name, text, max};
+	const char *params[3] = {op->u->name, op->stanza, max};
 	/* Through the user's ordered queue: two inserts on two pool connections could commit
 	 * (and take their ids) in the wrong order, and flushing is by id. */
-	user_query(u,
+	user_query(op->u,
 		   "INSERT INTO offline_messages (username, stanza) SELECT $1, $2"
 		   " WHERE (SELECT count(*) FROM offline_messages WHERE username = $1) < $3::int",
 		   3, params, inserted, op);
@@ -127,21 +153,36 @@ static void flush_ended(struct offline_op *op, bool more)
 	user_release(u);
 }
 
+static void delete_query(struct offline_op *op);
+
 static void deleted(void *arg, PGresult *res, const char *errmsg)
 {
 	struct offline_op *op = arg;
+	if (!res && pg_err_never_sent(errmsg) && ++op->tries < OFFLINE_WRITE_TRIES) {
+		/* Delivered and still stored: the next flush would deliver them again. */
+		log_info("offline %s: delete not run (%s): queued again", op->u->name, errmsg);
+		delete_query(op);
+		return;
+	}
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 		log_warnx("offline %s: delete failed: %s", op->u->name,
 			  res ? PQresultErrorMessage(res) : errmsg);
 	flush_ended(op, op->mode == OP_FLUSH + 100);
 }
 
-static void delete_upto(struct offline_op *op, const char *max_id, bool more)
+static void delete_query(struct offline_op *op)
 {
-	const char *params[2] = {op->u->name, max_id};
-	op->mode = more ? OP_FLUSH + 100 : OP_DELETE;
+	const char *params[2] = {op->u->name, op->max_id};
 	user_query(op->u, "DELETE FROM offline_messages WHERE username = $1 AND id <= $2", 2,
 		   params, deleted, op);
+}
+
+static void delete_upto(struct offline_op *op, const char *max_id, bool more)
+{
+	snprintf(op->max_id, sizeof op->max_id, "%s", max_id);
+	op->mode = more ? OP_FLUSH + 100 : OP_DELETE;
+	op->tries = 0;
+	delete_query(op);
 }
 
 static void add_offline_item(struct xml_node *m, const char *node)

@@ -15,11 +15,12 @@
  *     [prepare result, NULL,] result(s), NULL, PGRES_PIPELINE_SYNC
  *
  * Requests wait in one FIFO queue and go to the least-loaded connection that is up.  With
- * write connections set (pg_pool_set_write_conns), statements that write (INSERT, UPDATE,
- * DELETE, MERGE, WITH) go to those only and everything else to the others: writes to
- * replicated tables serialize on the capture lock until their commit (docs/replication-
- * protocol.md), and a query pipelined behind a write that waits for that lock waits with it,
- * so a login's reads never queue behind them.  Each lane keeps its FIFO order.  New
+ * a write limit set (pg_pool_set_write_conns), statements that write (INSERT, UPDATE,
+ * DELETE, MERGE, WITH) go to at most that many connections at once, and the others (reads)
+ * only to a connection with no write in flight: a write to a replicated table may wait for
+ * the capture lock until another one commits (docs/replication-protocol.md), and a query
+ * pipelined behind it waits with it, so a login's reads never queue behind writes.  Reads
+ * and writes each keep their FIFO order.  New
  * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
  * never runs before pg_query() has returned its handle.
  *
@@ -99,6 +100,7 @@ struct pg_conn {
 	int down_logged; /* log a failing attempt once, not at every retry */
 	struct req_list inflight;
 	int n_inflight;
+	int n_writes; /* of them, statements that write */
 	/* Query text -> statement number while up; negative until its Parse succeeded (the
 	 * same text sent meanwhile runs unnamed, so a failing Parse fails only itself). */
 	struct strmap *prepared;
@@ -116,7 +118,7 @@ struct pg_pool {
 	int n_inflight;
 	int n_connected;
 	int queue_timeout_ms;
-	int write_conns; /* the first write_conns connections take writes only; 0: no lanes */
+	int write_conns; /* at most this many connections carry writes at once; 0: no lanes */
 	struct event *ev_kick;	  /* deferred dispatch */
 	struct event *ev_timeout; /* earliest queue deadline */
 	int kick_pending;
@@ -170,7 +172,7 @@ static void pool_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct pg_pool *pool = arg;
 	int64_t now = clock_mono_ms();
-	const char *why = pool->n_connected ? "database overloaded" : "database unavailable";
+	const char *why = pool->n_connected ? PG_ERR_OVERLOADED : PG_ERR_UNAVAILABLE;
 	struct pg_req *req;
 
 	/* Pop the head each time: a callback may cancel (free) other queued requests. */
@@ -344,6 +346,7 @@ static int conn_read_results(struct pg_conn *c)
 			PQclear(res);
 			TAILQ_REMOVE(&c->inflight, req, entry);
 			c->n_inflight--;
+			c->n_writes -= req->lane == LANE_WRITE;
 			pool->n_inflight--;
 			req->state = REQ_DONE;
 			/* A Sync without a preceding end-of-results: deliver what we have. */
@@ -444,6 +447,7 @@ static void conn_fail(struct pg_conn *c, const char *why)
 	TAILQ_CONCAT(&failed, &c->inflight, entry);
 	pool->n_inflight -= c->n_inflight;
 	c->n_inflight = 0;
+	c->n_writes = 0;
 	conn_schedule_retry(c);
 
 	/* Callbacks may cancel requests still in `failed` (they only lose their callback) or
@@ -556,32 +560,33 @@ static void conn_on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- dispatch ---- */
 
-static struct pg_conn *pick_in(struct pg_pool *pool, int from, int to, int *any_up)
+/* The least-loaded connection that is up, has room, and that the request's lane may use:
+ * a read one with no write in flight; a write one that carries writes already, or any while
+ * fewer than write_conns do.  Without lanes, or when the lane has no connection up at all (a
+ * read connection reconnecting must not stop the reads), any. */
+static struct pg_conn *pool_pick_conn(struct pg_pool *pool, int lane)
 {
-	struct pg_conn *best = NULL;
-	for (int i = from; i < to; i++) {
+	struct pg_conn *best = NULL, *any = NULL;
+	int writers = 0;
+	for (int i = 0; i < pool->nconns; i++)
+		writers += pool->conns[i].state == CONN_UP && pool->conns[i].n_writes > 0;
+	int lanes = pool->write_conns > 0 && pool->write_conns < pool->nconns;
+	int lane_up = 0;
+	for (int i = 0; i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
 		if (c->state != CONN_UP)
 			continue;
-		*any_up = 1;
+		int fits = !lanes || (lane == LANE_READ ? c->n_writes == 0
+						       : c->n_writes > 0 || writers < pool->write_conns);
+		lane_up |= fits;
 		if (c->n_inflight >= PG_CONN_MAX_INFLIGHT)
 			continue;
-		if (!best || c->n_inflight < best->n_inflight)
+		if (!any || c->n_inflight < any->n_inflight)
+			any = c;
+		if (fits && (!best || c->n_inflight < best->n_inflight))
 			best = c;
 	}
-	return best;
-}
-
-/* The least-loaded connection of the request's lane; any connection when its lane has none
- * up (a write connection reconnecting must not stop the writes). */
-static struct pg_conn *pool_pick_conn(struct pg_pool *pool, int lane)
-{
-	int any_up = 0, w = pool->write_conns;
-	if (w <= 0 || w >= pool->nconns)
-		return pick_in(pool, 0, pool->nconns, &any_up);
-	struct pg_conn *c = lane == LANE_WRITE ? pick_in(pool, 0, w, &any_up)
-					       : pick_in(pool, w, pool->nconns, &any_up);
-	return c || any_up ? c : pick_in(pool, 0, pool->nconns, &any_up);
+	return best ? best : lane_up ? NULL : any;
 }
 
 static void pool_dispatch(struct pg_pool *pool)
@@ -622,6 +627,7 @@ static void pool_dispatch(struct pg_pool *pool)
 		req->state = REQ_SENT;
 		TAILQ_INSERT_TAIL(&c->inflight, req, entry);
 		c->n_inflight++;
+		c->n_writes += req->lane == LANE_WRITE;
 		pool->n_inflight++;
 	}
 	for (int i = 0; i < pool->nconns; i++) {
@@ -719,6 +725,11 @@ static int sql_writes(const char *sql)
 			return 1;
 	}
 	return 0;
+}
+
+bool pg_err_never_sent(const char *errmsg)
+{
+	return errmsg && (!strcmp(errmsg, PG_ERR_OVERLOADED) || !strcmp(errmsg, PG_ERR_UNAVAILABLE));
 }
 
 void pg_pool_set_write_conns(struct pg_pool *pool, int n)

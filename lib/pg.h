@@ -5,6 +5,8 @@
 #ifndef DUET_PG_H
 #define DUET_PG_H
 
+#include <stdbool.h>
+
 #include <libpq-fe.h>
 
 struct event_base;
@@ -13,6 +15,10 @@ struct pg_req;
 
 /* res is NULL when the query could not run (errmsg says why); otherwise the caller inspects
  * PQresultStatus(res).  res is freed by the pool after the callback returns. */
+#define PG_ERR_OVERLOADED "database overloaded"   /* waited the queue timeout, never sent */
+#define PG_ERR_UNAVAILABLE "database unavailable" /* no connection up, never sent */
+/* The query failed without reaching the server (so a write may be tried again). */
+bool pg_err_never_sent(const char *errmsg);
 typedef void (*pg_cb)(void *arg, PGresult *res, const char *errmsg);
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo, int nconns);
@@ -29,9 +35,10 @@ void pg_req_cancel(struct pg_req *req);
 int pg_pool_connected(const struct pg_pool *pool);
 int pg_pool_queued(const struct pg_pool *pool);
 int pg_pool_in_flight(const struct pg_pool *pool);
-/* Reserve the first n connections for statements that write, the others for the rest
- * (0, the default: one lane).  Reads then never wait in a pipeline behind a write that
- * waits for a lock (the replication capture lock serializes writes until their commit). */
+/* Let statements that write use at most n connections at once, and the others only
+ * connections with no write in flight (0, the default: one lane).  Reads then never wait in
+ * a pipeline behind a write that waits for a lock (the replication capture lock serializes
+ * writes until their commit). */
 void pg_pool_set_write_conns(struct pg_pool *pool, int n);
 /* How long a request may wait for a connection before failing (default 5000 ms). */
 void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms);

@@ -502,6 +502,8 @@ static void test_overloaded(void **state)
 	assert_true(run_until(base, pred_counter, &done, 5000));
 	assert_int_equal(late.st, (ExecStatusType)-1);
 	assert_string_equal(late.err, "database overloaded");
+	assert_true(pg_err_never_sent(late.err));
+	assert_false(pg_err_never_sent("database connection lost: x"));
 	assert_int_equal(late.order, 0);
 	for (int i = 0; i < BUSY; i++)
 		assert_int_equal(busy[i].st, PGRES_TUPLES_OK);
