@@ -17,6 +17,7 @@
 #include "lib/strmap.h"
 
 #define RELEASE_TICK_MS 10
+#define RELEASE_BURST_MS 200
 
 struct release_queue {
 	char (*jids)[JID_BUF];
@@ -62,8 +63,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	double rate = release_pace_rate(&q->pace, now);
 	q->tokens += rate * (double)(now - q->last_ms) / 1000.0;
 	q->last_ms = now;
-	/* At most one tick's worth at once (and at least one session): no burst after a stall. */
-	double cap = rate * RELEASE_TICK_MS / 1000.0;
+	/* At most RELEASE_BURST_MS worth at once (at least one session): no burst after a
+	 * stall, but a late tick (a busy loop runs them every 15-30 ms, not 10) loses nothing. */
+	double cap = rate * RELEASE_BURST_MS / 1000.0;
 	if (q->tokens > (cap > 1.0 ? cap : 1.0))
 		q->tokens = cap > 1.0 ? cap : 1.0;
 	while (q->tokens >= 1.0 && q->next < q->n) {
