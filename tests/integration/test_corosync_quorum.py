@@ -24,19 +24,16 @@ Root only (namespaces, nftables) with corosync, corosync-qnetd and corosync-qdev
 installed; else exit 77.
 """
 
-import json
-import os
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import corosync_pair  # noqa: E402
 import netns  # noqa: E402
-from pair_harness import Fail, Pair  # noqa: E402
+from pair_harness import Fail  # noqa: E402
 from rawxmpp import RawClient, XmppError, local  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,14 +155,6 @@ def srmd_log_has(pair, n, text):
     return text in pair.log_text(n)
 
 
-def node_env(cluster):
-    return {
-        "DUET_NODE_NETNS": f"{cluster.ns(1)} {cluster.ns(2)}",
-        "DUET_NODE_ADDRS": f"{cluster.addr(1)} {cluster.addr(2)}",
-        "DUET_EXTRA_PEER_CONF": "transport = corosync\nhang_timeout = 5s",
-    }
-
-
 def scenario(cluster, pair):
     # 1. Normal, quorum required by auto, one client on each node
     pair.wait_normal(40, "both up over corosync")
@@ -252,36 +241,7 @@ def scenario(cluster, pair):
 
 
 def main():
-    why = netns.why_unusable(qnetd=True)
-    if why:
-        print(f"SKIP: {why}")
-        return 77
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build" / "san"))
-    run_dir = tempfile.mkdtemp(prefix="dcq.", dir="/tmp")
-    cluster = netns.Cluster(Path(run_dir) / "cs", qnetd=True)
-    pair = Pair(build, log)
-    ok = False
-    try:
-        cluster.up()
-        log(f"corosync ring of 2 with qnetd formed ({cluster.ns(1)}, {cluster.ns(2)}, "
-            f"{cluster.ns(3)})")
-        pair.up(extra_env=node_env(cluster))
-        scenario(cluster, pair)
-        ok = True
-        log("PASS")
-        return 0
-    except (Fail, netns.CorosyncError, XmppError, subprocess.SubprocessError, OSError,
-            KeyError, TypeError, json.JSONDecodeError) as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        pair.dump_logs(60)
-        return 1
-    finally:
-        pair.down(keep=not ok)
-        cluster.down()
-        if ok:
-            subprocess.run(["rm", "-rf", run_dir], check=False)
-        else:
-            print(f"corosync logs kept in {run_dir}", file=sys.stderr)
+    return corosync_pair.run("dcq.", scenario, log, qnetd="required")
 
 
 if __name__ == "__main__":

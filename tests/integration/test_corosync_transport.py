@@ -22,18 +22,17 @@ corosync-qnetd in a third namespace with corosync-qdevice on both nodes when ins
 Root only (namespaces, mounts, nftables) and corosync installed; else exit 77.
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import corosync_pair  # noqa: E402
 import netns  # noqa: E402
-from pair_harness import Fail, Pair  # noqa: E402
+from pair_harness import Fail  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = time.monotonic()
@@ -79,15 +78,6 @@ def nft_cut_replication(cluster, pair, on):
 def roster_row_on(pair, n, user, contact):
     return pair.psql(n, f"SELECT subscription FROM roster_items WHERE username = '{user}' "
                         f"AND contact = '{contact}'")
-
-
-def node_env(cluster):
-    """What contrib/local-group needs to run a node inside its namespace (up and start)."""
-    return {
-        "DUET_NODE_NETNS": f"{cluster.ns(1)} {cluster.ns(2)}",
-        "DUET_NODE_ADDRS": f"{cluster.addr(1)} {cluster.addr(2)}",
-        "DUET_EXTRA_PEER_CONF": "transport = corosync\nhang_timeout = 5s",
-    }
 
 
 def scenario(cluster, pair):
@@ -137,7 +127,7 @@ def scenario(cluster, pair):
     # 4. clean stop: Peer Reboot
     pair.lg("stop", pair.dir, "1")
     pair.wait({2: ("Running in Backup Mode", "Peer Reboot")}, 10, "node 1 stopped cleanly")
-    pair.lg("start", pair.dir, "1", extra_env=node_env(cluster))
+    pair.lg("start", pair.dir, "1", extra_env=corosync_pair.node_env(cluster))
     pair.wait({1: ("Failed Over", "Initialization")}, 30, "node 1 started")
     pair.wait_services(1, 30)
     pair.ctl(1, "fallback", "--yes")
@@ -149,7 +139,7 @@ def scenario(cluster, pair):
     reason = peer_link(pair, 2).get("down_reason")
     if reason != "membership":
         raise Fail(f"node 2's peer link down reason is {reason!r}, want 'membership'")
-    pair.lg("start", pair.dir, "1", extra_env=node_env(cluster))
+    pair.lg("start", pair.dir, "1", extra_env=corosync_pair.node_env(cluster))
     pair.wait({1: ("Failed Over", "Initialization")}, 30, "node 1 restarted")
     pair.wait_services(1, 30)
     pair.ctl(1, "fallback", "--yes")
@@ -176,38 +166,7 @@ def scenario(cluster, pair):
 
 
 def main():
-    why = netns.why_unusable()
-    if why:
-        print(f"SKIP: {why}")
-        return 77
-    qnetd = netns.why_unusable(qnetd=True) is None
-    if not qnetd:
-        log(f"qnetd part skipped: {netns.why_unusable(qnetd=True)}")
-    build = os.environ.get("DUET_BUILD", str(ROOT / "build" / "san"))
-    run_dir = tempfile.mkdtemp(prefix="dcs.", dir="/tmp")
-    cluster = netns.Cluster(Path(run_dir) / "cs", qnetd=qnetd)
-    pair = Pair(build, log)
-    ok = False
-    try:
-        cluster.up()
-        log(f"corosync ring of 2 formed ({cluster.ns(1)}, {cluster.ns(2)})")
-        pair.up(extra_env=node_env(cluster))
-        scenario(cluster, pair)
-        ok = True
-        log("PASS")
-        return 0
-    except (Fail, netns.CorosyncError, subprocess.SubprocessError, OSError, KeyError,
-            json.JSONDecodeError) as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        pair.dump_logs(60)
-        return 1
-    finally:
-        pair.down(keep=not ok)
-        cluster.down()
-        if ok:
-            subprocess.run(["rm", "-rf", run_dir], check=False)
-        else:
-            print(f"corosync logs kept in {run_dir}", file=sys.stderr)
+    return corosync_pair.run("dcs.", scenario, log, qnetd="optional")
 
 
 if __name__ == "__main__":
