@@ -13,7 +13,6 @@ Every check uses its own users.  Exit 0 pass, 1 fail.
 """
 
 import datetime
-import os
 import re
 import shutil
 import subprocess
@@ -598,13 +597,7 @@ def main():
         checks.failed.append("setup")
         checks.say(f"FAIL setup: {e}")
     finally:
-        if not ok:
-            checks.say("last lines of srmd.log:\n" + group.log_tail())
-        group.down()
-        if ok and not os.environ.get("DUET_KEEP"):
-            group.remove()
-        else:
-            checks.say(f"logs kept in {group.dir}")
+        group.end(checks, ok)
     return checks.finish()
 
 

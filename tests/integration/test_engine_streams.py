@@ -7,7 +7,6 @@ is still serving and srmd never restarted it.  Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -392,13 +391,7 @@ def main():
         checks.failed.append("setup")
         checks.say(f"FAIL setup: {e}")
     finally:
-        if not ok:
-            checks.say("last lines of srmd.log:\n" + group.log_tail())
-        group.down()
-        if ok and not os.environ.get("DUET_KEEP"):
-            group.remove()
-        else:
-            checks.say(f"logs kept in {group.dir}")
+        group.end(checks, ok)
     return checks.finish()
 
 

@@ -97,13 +97,7 @@ def main():
         checks.failed.append("setup")
         checks.say(f"FAIL setup: {e}")
     finally:
-        if not ok:
-            checks.say("last lines of srmd.log:\n" + group.log_tail())
-        group.down()
-        if ok and not os.environ.get("DUET_KEEP"):
-            group.remove()
-        else:
-            checks.say(f"logs kept in {group.dir}")
+        group.end(checks, ok)
     return checks.finish()
 
 

@@ -580,6 +580,17 @@ class Group:
     def remove(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def end(self, checks, ok):
+        """Tear the group down; its directory is removed only when every check passed (and
+        DUET_KEEP is not set), otherwise kept, with the tail of srmd.log shown."""
+        if not ok:
+            checks.say("last lines of srmd.log:\n" + self.log_tail())
+        self.down()
+        if ok and not os.environ.get("DUET_KEEP"):
+            self.remove()
+        else:
+            checks.say(f"logs kept in {self.dir}")
+
 
 def find_build():
     build = os.path.abspath(os.environ.get("DUET_BUILD", str(ROOT / "build")))
