@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 
 from pg_lock import lock_table  # noqa: E402
-from rawxmpp import (NS_CLIENT, NS_ROSTER, Checks, Group, RawClient, WaitTimeout,  # noqa: E402
-                     XmppError, error_condition, error_type, find_build, is_iq, is_message,
-                     is_presence, is_roster_push, local, q, require, require_eq, short)
+from rawxmpp import (NS_CLIENT, NS_ROSTER, RawClient, WaitTimeout, XmppError,  # noqa: E402
+                     error_condition, error_type, group_main, is_iq, is_message, is_presence,
+                     is_roster_push, local, q, require, require_eq, short)
 
 PROG = "test_engine_im"
 PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
@@ -546,59 +546,48 @@ class Suite:
         self.nothing(b, is_message("hi"), "a chat although instant messaging is off", 1.0)
 
 
-def main():
-    build, why = find_build()
-    if not build:
-        print(f"{PROG}: FAIL: {why}")
-        return 1
-    checks = Checks(PROG)
-    group = Group(build)
+def run(group, checks):
     s = Suite(group, checks)
-    ok = False
-    try:
-        group.up(CONF_A)
-        s.group_started = time.monotonic()
-        for user in USERS:
-            group.add_user(user, password(user))
-        checks.say(f"group up in {group.dir} (A: max_contacts = 2)")
-        for name, fn in [
-            ("roster get/set/push/remove with versioning", s.roster_versioning),
-            ("initial presence echoed to its sender (RFC 6121 4.2.2)", s.presence_echo),
-            ("subscription with pre-approval", s.preapproval),
-            ("cancellation: unsubscribe / unsubscribed, pushes, unavailable", s.cancellation),
-            ("directed presence and the unavailable at logout", s.directed_presence),
-            ("chat/normal stored offline, headline dropped", s.offline_and_errors),
-            ("a ping after a message waits for its database work", s.confirmed_after_db),
-            ("a message stored during the recipient's flush is delivered", s.stored_during_flush),
-            ("message to a non-existent user -> service-unavailable", s.no_such_user),
-            ("message to a remote domain -> remote-server-not-found", s.remote_domain),
-            ("max_contacts: third roster item -> not-allowed", s.max_contacts_set),
-            ("max_contacts: subscribing to a full user -> unsubscribed", s.max_contacts_subscribe),
-            ("disco info/items, ping, version, time, last (uptime)", s.server_services),
-            ("last activity of a contact; forbidden without subscription", s.last_activity),
-            ("vcard-temp set, get by self and by another user", s.vcard),
-            ("XEP-0013 fetch / view / remove by node / purge", s.flexible_offline),
-            ("XEP-0013 message count and headers (disco on the offline node)",
-             s.flexible_offline_headers),
-            ("mutual subscription s1 <-> s2 (for phase B)", s.sharing_setup),
-        ]:
-            checks.run(name, fn)
-        group.down()
-        group.up(CONF_B)
-        checks.say("group restarted (B: suppress_offline = yes, availability_sharing = no)")
-        checks.run("suppress offline IM -> service-unavailable", s.suppress_offline)
-        checks.run("availability sharing off: contacts see nothing", s.availability_off)
-        group.down()
-        group.up(CONF_C)
-        checks.say("group restarted (C: instant_messaging = no)")
-        checks.run("instant messaging off -> service-unavailable", s.im_off)
-        ok = not checks.failed
-    except Exception as e:  # the group itself did not come up
-        checks.failed.append("setup")
-        checks.say(f"FAIL setup: {e}")
-    finally:
-        group.end(checks, ok)
-    return checks.finish()
+    group.up(CONF_A)
+    s.group_started = time.monotonic()
+    for user in USERS:
+        group.add_user(user, password(user))
+    checks.say(f"group up in {group.dir} (A: max_contacts = 2)")
+    for name, fn in [
+        ("roster get/set/push/remove with versioning", s.roster_versioning),
+        ("initial presence echoed to its sender (RFC 6121 4.2.2)", s.presence_echo),
+        ("subscription with pre-approval", s.preapproval),
+        ("cancellation: unsubscribe / unsubscribed, pushes, unavailable", s.cancellation),
+        ("directed presence and the unavailable at logout", s.directed_presence),
+        ("chat/normal stored offline, headline dropped", s.offline_and_errors),
+        ("a ping after a message waits for its database work", s.confirmed_after_db),
+        ("a message stored during the recipient's flush is delivered", s.stored_during_flush),
+        ("message to a non-existent user -> service-unavailable", s.no_such_user),
+        ("message to a remote domain -> remote-server-not-found", s.remote_domain),
+        ("max_contacts: third roster item -> not-allowed", s.max_contacts_set),
+        ("max_contacts: subscribing to a full user -> unsubscribed", s.max_contacts_subscribe),
+        ("disco info/items, ping, version, time, last (uptime)", s.server_services),
+        ("last activity of a contact; forbidden without subscription", s.last_activity),
+        ("vcard-temp set, get by self and by another user", s.vcard),
+        ("XEP-0013 fetch / view / remove by node / purge", s.flexible_offline),
+        ("XEP-0013 message count and headers (disco on the offline node)",
+         s.flexible_offline_headers),
+        ("mutual subscription s1 <-> s2 (for phase B)", s.sharing_setup),
+    ]:
+        checks.run(name, fn)
+    group.down()
+    group.up(CONF_B)
+    checks.say("group restarted (B: suppress_offline = yes, availability_sharing = no)")
+    checks.run("suppress offline IM -> service-unavailable", s.suppress_offline)
+    checks.run("availability sharing off: contacts see nothing", s.availability_off)
+    group.down()
+    group.up(CONF_C)
+    checks.say("group restarted (C: instant_messaging = no)")
+    checks.run("instant messaging off -> service-unavailable", s.im_off)
+
+
+def main():
+    return group_main(PROG, run)
 
 
 if __name__ == "__main__":

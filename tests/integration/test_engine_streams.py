@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 
-from rawxmpp import (NS_BIND, NS_SASL, NS_STREAMS, NS_TLS, BindError, Checks,  # noqa: E402
-                     Group, RawClient, StreamClosed, WaitTimeout, XmppError, find_build,
-                     local, q, require, require_eq, short)
+from rawxmpp import (BindError, NS_BIND, NS_SASL, NS_STREAMS, NS_TLS, RawClient,  # noqa: E402
+                     StreamClosed, WaitTimeout, XmppError, group_main, local, q, require,
+                     require_eq, short)
 
 PROG = "test_engine_streams"
 MAX_STANZA = 4096
@@ -345,54 +345,43 @@ def received_tail(c, n=400):
     return raw[-n:].decode(errors="replace")
 
 
+def run(group, checks):
+    group.up(CONF)
+    for user, password in USERS.items():
+        group.add_user(user, password)
+    checks.say(f"group up in {group.dir}")
+    s = Suite(group, checks)
+    # The timers run first and in parallel with nothing else: they wait seconds anyway.
+    for name, fn in [
+        ("timers: keepalive, auth timeout, idle timeout -> connection-timeout", s.timers),
+        ("wrong 'to' -> host-unknown", s.host_unknown),
+        ("wrong stream namespace -> invalid-namespace", s.invalid_namespace),
+        ("no version -> unsupported-version", s.unsupported_version),
+        ("bad XML -> not-well-formed", s.not_well_formed),
+        ("DOCTYPE/ENTITY before the header -> restricted-xml", s.restricted_xml),
+        ("ENTITY declaration in the stream -> restricted-xml", s.restricted_entity),
+        ("stanza over max_stanza_size -> policy-violation", s.stanza_too_big),
+        ("nesting over max_xml_depth -> policy-violation", s.too_deep),
+        ("auth before STARTTLS -> <encryption-required/>", s.encryption_required),
+        ("PLAIN only inside TLS; PLAIN login", s.plain_after_tls),
+        ("SCRAM-SHA-1 login", s.scram_sha1),
+        ("direct-TLS port", s.direct_tls),
+        ("wrong password -> not-authorized, limit -> policy-violation", s.wrong_password),
+        ("unknown user -> not-authorized", s.unknown_user),
+        ("stanza before bind -> not-authorized", s.stanza_before_bind),
+        ("client </stream:stream> answered and closed", s.client_close),
+        ("max_conns_per_ip -> policy-violation", s.conns_per_ip),
+        ("slow reader dropped with policy-violation, sender kept", s.slow_reader),
+        ("same resource twice -> old session <conflict/>", s.resource_conflict),
+        ("max_sessions_per_user -> resource-constraint", s.max_sessions),
+        ("bind without resource -> server-assigned", s.assigned_resource),
+        ("engine still serving, no restarts", s.still_serving),
+    ]:
+        checks.run(name, fn)
+
+
 def main():
-    build, why = find_build()
-    if not build:
-        print(f"{PROG}: FAIL: {why}")
-        return 1
-    checks = Checks(PROG)
-    group = Group(build)
-    ok = False
-    try:
-        group.up(CONF)
-        for user, password in USERS.items():
-            group.add_user(user, password)
-        checks.say(f"group up in {group.dir}")
-        s = Suite(group, checks)
-        # The timers run first and in parallel with nothing else: they wait seconds anyway.
-        for name, fn in [
-            ("timers: keepalive, auth timeout, idle timeout -> connection-timeout", s.timers),
-            ("wrong 'to' -> host-unknown", s.host_unknown),
-            ("wrong stream namespace -> invalid-namespace", s.invalid_namespace),
-            ("no version -> unsupported-version", s.unsupported_version),
-            ("bad XML -> not-well-formed", s.not_well_formed),
-            ("DOCTYPE/ENTITY before the header -> restricted-xml", s.restricted_xml),
-            ("ENTITY declaration in the stream -> restricted-xml", s.restricted_entity),
-            ("stanza over max_stanza_size -> policy-violation", s.stanza_too_big),
-            ("nesting over max_xml_depth -> policy-violation", s.too_deep),
-            ("auth before STARTTLS -> <encryption-required/>", s.encryption_required),
-            ("PLAIN only inside TLS; PLAIN login", s.plain_after_tls),
-            ("SCRAM-SHA-1 login", s.scram_sha1),
-            ("direct-TLS port", s.direct_tls),
-            ("wrong password -> not-authorized, limit -> policy-violation", s.wrong_password),
-            ("unknown user -> not-authorized", s.unknown_user),
-            ("stanza before bind -> not-authorized", s.stanza_before_bind),
-            ("client </stream:stream> answered and closed", s.client_close),
-            ("max_conns_per_ip -> policy-violation", s.conns_per_ip),
-            ("slow reader dropped with policy-violation, sender kept", s.slow_reader),
-            ("same resource twice -> old session <conflict/>", s.resource_conflict),
-            ("max_sessions_per_user -> resource-constraint", s.max_sessions),
-            ("bind without resource -> server-assigned", s.assigned_resource),
-            ("engine still serving, no restarts", s.still_serving),
-        ]:
-            checks.run(name, fn)
-        ok = not checks.failed
-    except Exception as e:  # the group itself did not come up
-        checks.failed.append("setup")
-        checks.say(f"FAIL setup: {e}")
-    finally:
-        group.end(checks, ok)
-    return checks.finish()
+    return group_main(PROG, run)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
 
 from pg_lock import lock_table  # noqa: E402
-from rawxmpp import (Checks, Group, RawClient, XmppError, find_build, local,  # noqa: E402
-                     require, require_eq, short)
+from rawxmpp import (RawClient, XmppError, group_main, local, require,  # noqa: E402
+                     require_eq, short)
+
 PROG = "test_offline_busy_db"
 RECIPIENTS = 40
 LOCK_SECONDS = 7  # longer than the pool's queue timeout (5 s)
@@ -77,28 +78,17 @@ def stored_despite_busy_db(group, checks):
     sender.close()
 
 
+def run(group, checks):
+    group.up(CONF)
+    for i in range(RECIPIENTS + 1):
+        group.add_user(f"busy{i}", f"busy{i}-secret")
+    checks.say(f"group up in {group.dir} (two database connections)")
+    checks.run("offline messages stored despite a database too busy for a while",
+               lambda clients: stored_despite_busy_db(group, checks))
+
+
 def main():
-    build, why = find_build()
-    if not build:
-        print(f"{PROG}: FAIL: {why}")
-        return 1
-    checks = Checks(PROG)
-    group = Group(build)
-    ok = False
-    try:
-        group.up(CONF)
-        for i in range(RECIPIENTS + 1):
-            group.add_user(f"busy{i}", f"busy{i}-secret")
-        checks.say(f"group up in {group.dir} (two database connections)")
-        checks.run("offline messages stored despite a database too busy for a while",
-                   lambda clients: stored_despite_busy_db(group, checks))
-        ok = not checks.failed
-    except Exception as e:  # the group itself did not come up
-        checks.failed.append("setup")
-        checks.say(f"FAIL setup: {e}")
-    finally:
-        group.end(checks, ok)
-    return checks.finish()
+    return group_main(PROG, run)
 
 
 if __name__ == "__main__":

@@ -650,3 +650,25 @@ def require(cond, message):
 def require_eq(have, want, what):
     if have != want:
         raise XmppError(f"{what}: got {have!r}, want {want!r}")
+
+
+def group_main(prog, body):
+    """The whole main() of a single-node test: a built tree found, body(group, checks) run
+    (it brings the group up and runs its checks), the group torn down (kept on failure).
+    Returns the exit status."""
+    build, why = find_build()
+    if not build:
+        print(f"{prog}: FAIL: {why}")
+        return 1
+    checks = Checks(prog)
+    group = Group(build)
+    ok = False
+    try:
+        body(group, checks)
+        ok = not checks.failed
+    except Exception as e:  # noqa: BLE001 - the group itself did not come up
+        checks.failed.append("setup")
+        checks.say(f"FAIL setup: {e}")
+    finally:
+        group.end(checks, ok)
+    return checks.finish()
