@@ -114,6 +114,15 @@ void release_home_node(int node, const char *target, long window_ms)
 	event_add(q->tick, &tv);
 }
 
+void release_cancel(int node)
+{
+	struct release_queue *q = &RQ[node];
+	if (!q->tick)
+		return;
+	log_info("release: home node %d served again: %ld session(s) stay", node, q->n - q->next);
+	queue_free(q);
+}
+
 void release_peer_admit(const struct route_admit *a)
 {
 	int64_t now = clock_mono_ms();

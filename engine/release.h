@@ -33,6 +33,7 @@ void release_pace_report(struct release_pace *p, const struct route_admit *a, in
 double release_pace_rate(const struct release_pace *p, int64_t now_ms);
 
 /* release.c */
+void release_cancel(int node); /* control.c: home node served again, its sessions stay */
 void release_peer_admit(const struct route_admit *a); /* route.c: an ADMIT arrived */
 long release_pending(void);                           /* sessions still to release */
 
