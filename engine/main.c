@@ -164,6 +164,7 @@ int main(int argc, char **argv)
 	/* Reads never wait in a pipeline behind a write, which may wait for the replication
 	 * capture lock: writes use all connections but one at a time (lib/pg.h). */
 	pg_pool_set_write_conns(server.db, (int)server.cfg.db_connections - 1);
+	offline_listen_start();
 	if (!listener_open(server.cfg.xmpp_listen, false))
 		return 1;
 	if (server.cfg.xmpps_listen[0] && server.ssl_ctx &&

@@ -268,6 +268,16 @@ static void deliver_pending(struct user *u)
 	start_flush(u, r);
 }
 
+/* offline_listen.c: replication wrote an offline message for u (loaded here). */
+void offline_replicated(struct user *u)
+{
+	u->offline_known_empty = false;
+	if (u->offline_flushing)
+		u->offline_again = true; /* the running flush looks again when it ends */
+	else
+		deliver_pending(u);
+}
+
 void offline_flush(struct resource *res)
 {
 	if (!res->flexible_offline)

@@ -590,6 +590,19 @@ static const char *const migrations[] = {
 	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
 	"  RETURN n;\n"
 	"END $f$;\n",
+	/* 5: an offline message written by replication (replica mode: no engine saw it) is
+	 * announced to this node's engine, which delivers it if its recipient is online
+	 * (engine/offline_listen.c).  ENABLE ALWAYS: triggers do not fire in replica mode. */
+	"CREATE FUNCTION offline_applied_notify() RETURNS trigger LANGUAGE plpgsql AS $f$\n"
+	"BEGIN\n"
+	"  IF current_setting('session_replication_role') = 'replica' THEN\n"
+	"    PERFORM pg_notify('duet_offline', NEW.username);\n"
+	"  END IF;\n"
+	"  RETURN NULL;\n"
+	"END $f$;\n"
+	"CREATE TRIGGER offline_applied AFTER INSERT ON offline_messages\n"
+	"  FOR EACH ROW EXECUTE FUNCTION offline_applied_notify();\n"
+	"ALTER TABLE offline_messages ENABLE ALWAYS TRIGGER offline_applied;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -42,7 +42,7 @@ NS_LAST = "jabber:iq:last"
 NS_DATA = "jabber:x:data"
 USERS = ["ra", "pa", "pb", "ca", "cb", "da", "db", "ma", "mb", "mc", "mg", "sa",
          "la", "lb", "lc", "va", "vb", "oa", "ob", "sx", "s1", "s2", "so", "ia", "ib",
-         "ha", "hb", "hc", "ja", "jb"]
+         "ha", "hb", "hc", "ja", "jb", "rp"]
 
 
 def password(user):
@@ -177,6 +177,19 @@ class Suite:
                  "the message stored during the login, after the first, without a new login")
         self.nothing(b, lambda el: el.tag.endswith("}message"), "a stored message twice", 1.0)
         self.wait_offline("jb", 0)
+
+    def replicated_offline(self, clients):
+        """An offline message that replication writes (replica mode, as the peer's srmd
+        applies it: no engine saw it) reaches its recipient who is online already, at once,
+        not at its next login (NOTIFY duet_offline, engine/offline_listen.c)."""
+        b = self.online(clients, "rp")
+        stanza = (f"<message from='{self.bare('ja')}/r9' to='{self.bare('rp')}' type='chat'>"
+                  "<body>replicated</body></message>").replace("'", "''")
+        self.db_value("SET session_replication_role = replica; INSERT INTO offline_messages"
+                      f" (username, stanza) VALUES ('rp', '{stanza}')")
+        b.expect(is_message("replicated", "chat"), 5, "the replicated offline message")
+        self.wait_offline("rp", 0)
+        self.nothing(b, is_message("replicated"), "the replicated message twice", 1.0)
 
     def confirmed_after_db(self, clients):
         """A ping after a message is answered only once the message's database work is
@@ -562,6 +575,8 @@ def run(group, checks):
         ("chat/normal stored offline, headline dropped", s.offline_and_errors),
         ("a ping after a message waits for its database work", s.confirmed_after_db),
         ("a message stored during the recipient's flush is delivered", s.stored_during_flush),
+        ("an offline message written by replication reaches its online recipient",
+         s.replicated_offline),
         ("message to a non-existent user -> service-unavailable", s.no_such_user),
         ("message to a remote domain -> remote-server-not-found", s.remote_domain),
         ("max_contacts: third roster item -> not-allowed", s.max_contacts_set),
