@@ -259,7 +259,9 @@ class Client(slixmpp.ClientXMPP):
     def drop(self):
         """Drop the connection without ceremony and stop any (re)connection attempt."""
         self.cancel_connection_attempt()
-        if self.transport:
+        # slixmpp's abort() closes then aborts; on a TLS transport the server already closed,
+        # Python 3.11's close() drops its protocol and abort() then fails (AttributeError).
+        if self.transport and not self.transport.is_closing():
             self.abort()
 
     def roster_state(self, bare):
