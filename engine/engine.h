@@ -244,6 +244,9 @@ typedef void (*pg_cb_t)(void *arg, struct pg_result *res, const char *errmsg);
 void user_query(struct user *u, const char *sql, int nparams, const char *const *params,
 		pg_cb_t cb, void *arg);
 struct resource *user_find_resource(struct user *u, const char *name);
+/* Connected, available, non-negative priority: takes messages sent to the bare JID
+ * (RFC 6121 §8.5.2.1). */
+bool resource_takes_bare(const struct resource *r);
 /* Bind a resource for an authenticated connection; NULL + condition on error. */
 struct resource *session_bind(struct conn *c, struct user *u, const char *want,
 			      const char **condition);

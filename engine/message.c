@@ -107,13 +107,13 @@ static void deliver_bare(void *arg, struct user *u)
 	/* A locked conversation goes to its resource while that one is available. */
 	const char *locked = strmap_get(u->im_lock, pm->sender_bare);
 	struct resource *lr = locked ? user_find_resource(u, locked) : NULL;
-	if (lr && lr->presence && lr->priority >= 0 && !strcmp(type, "chat")) {
+	if (lr && resource_takes_bare(lr) && !strcmp(type, "chat")) {
 		conn_send(lr->conn, m);
 		goto done;
 	}
 	int delivered = 0;
 	for (struct resource *r = u->resources; r; r = r->next) {
-		if (r->presence && r->priority >= 0 && r->conn) {
+		if (resource_takes_bare(r)) {
 			conn_send(r->conn, m);
 			delivered++;
 		}

@@ -130,7 +130,7 @@ static struct resource *first_target(struct user *u)
 {
 	struct resource *best = NULL;
 	for (struct resource *r = u->resources; r; r = r->next)
-		if (r->presence && r->priority >= 0 && r->conn && !r->flexible_offline &&
+		if (resource_takes_bare(r) && !r->flexible_offline &&
 		    (!best || r->priority > best->priority))
 			best = r;
 	return best;

@@ -431,7 +431,7 @@ static bool still_here(const struct jid *to, const struct xml_node *st)
 		return r && r->conn;
 	}
 	for (struct resource *r = u->resources; r; r = r->next)
-		if (r->conn && r->presence && r->priority >= 0)
+		if (resource_takes_bare(r))
 			return true;
 	return false;
 }

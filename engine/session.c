@@ -18,6 +18,11 @@ struct user *user_find_loaded(const char *username)
 	return u && u->loaded ? u : NULL;
 }
 
+bool resource_takes_bare(const struct resource *r)
+{
+	return r->conn && r->presence && r->priority >= 0;
+}
+
 struct resource *user_find_resource(struct user *u, const char *name)
 {
 	for (struct resource *r = u->resources; r; r = r->next)
