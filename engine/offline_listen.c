@@ -22,11 +22,8 @@ static struct {
 	PGconn *pq;
 	struct event *ev;    /* connecting: one-shot per poll step; then persistent read */
 	struct event *retry;
-	bool listening;
 	bool down_logged;
 } L;
-
-static void start(void);
 
 static void stop(const char *why)
 {
@@ -38,7 +35,6 @@ static void stop(const char *why)
 	L.ev = NULL;
 	PQfinish(L.pq);
 	L.pq = NULL;
-	L.listening = false;
 	struct timeval tv = {LISTEN_RETRY_MS / 1000, (LISTEN_RETRY_MS % 1000) * 1000};
 	if (L.retry)
 		event_add(L.retry, &tv);
@@ -85,7 +81,6 @@ static void listen_now(void)
 	if (L.down_logged)
 		log_info("offline listen: connected again");
 	L.down_logged = false;
-	L.listening = true;
 }
 
 static void on_connect(evutil_socket_t fd, short what, void *arg)
