@@ -398,8 +398,11 @@ class Scenario:
         alice.send(f"<message to='bob@{DOMAIN}' type='chat' id='m-once'>"
                    "<body>exactly once</body></message>")
         deadline = time.monotonic() + 5
-        while e1.stats().get("route_unacked") != "1":
-            require(time.monotonic() < deadline, f"engine 1 holds the message: {e1.stats()}")
+        # Held, and written to the socket (not only queued in engine 1's buffer): stopped
+        # with it still queued, engine 1 would not send it to the continued engine 2.
+        while (st := e1.stats()).get("route_unacked") != "1" or \
+                st.get("route_out_pending") != "0":
+            require(time.monotonic() < deadline, f"engine 1 holds the message: {st}")
             time.sleep(0.01)
         e1.proc.send_signal(signal.SIGSTOP)
         e2.proc.send_signal(signal.SIGCONT)
