@@ -24,6 +24,9 @@
  * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
  * never runs before pg_query() has returned its handle.
  *
+ * A pool that listens (pg_pool_listen) sends LISTEN on each connection as it comes up,
+ * ahead of any queued query, and hands every notification to its callback as it reads it.
+ *
  * Re-entrancy: a callback may call pg_query() and pg_req_cancel() on any request (including
  * its own, which is then a no-op).  A callback must NOT call pg_pool_free().  A request handle
  * is valid until its callback has started or it was cancelled.
@@ -75,6 +78,7 @@ struct pg_req {
 	long prep_id;	/* that statement's number */
 	int64_t deadline_ms;
 	int lane; /* LANE_READ or LANE_WRITE */
+	int unprepared; /* run as sent, never prepared (the pool's own LISTEN) */
 	int nparams;
 	const char *sql;
 	const char **params; /* points into the same allocation */
@@ -119,6 +123,9 @@ struct pg_pool {
 	int n_connected;
 	int queue_timeout_ms;
 	int write_conns; /* at most this many connections carry writes at once; 0: no lanes */
+	char *listen_sql; /* LISTEN channel, sent first on each connection; NULL: none */
+	pg_notify_cb notify_cb;
+	void *notify_arg;
 	struct event *ev_kick;	  /* deferred dispatch */
 	struct event *ev_timeout; /* earliest queue deadline */
 	int kick_pending;
@@ -244,8 +251,9 @@ static int conn_flush(struct pg_conn *c)
 static int conn_send(struct pg_conn *c, struct pg_req *req)
 {
 	char name[32];
-	long id = c->prepared ? (long)(intptr_t)strmap_get(c->prepared, req->sql) : 0;
-	if (!id && c->prepared && c->n_prepared < PG_MAX_PREPARED) {
+	long id = c->prepared && !req->unprepared
+			  ? (long)(intptr_t)strmap_get(c->prepared, req->sql) : 0;
+	if (!id && c->prepared && !req->unprepared && c->n_prepared < PG_MAX_PREPARED) {
 		snprintf(name, sizeof name, "duet_%ld", c->n_prepared + 1);
 		if (!PQsendPrepare(c->pq, name, req->sql, req->nparams, NULL))
 			return PQstatus(c->pq) == CONNECTION_OK ? 1 : -1;
@@ -367,9 +375,13 @@ static int conn_read_results(struct pg_conn *c)
 
 static void conn_drain_notifies(struct pg_conn *c)
 {
+	struct pg_pool *pool = c->pool;
 	PGnotify *n;
-	while ((n = PQnotifies(c->pq)) != NULL)
+	while ((n = PQnotifies(c->pq)) != NULL) {
+		if (pool->notify_cb)
+			pool->notify_cb(pool->notify_arg, n->relname, n->extra);
 		PQfreemem(n);
+	}
 }
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
@@ -465,6 +477,42 @@ static void conn_fail(struct pg_conn *c, const char *why)
 		pool_kick(pool);
 }
 
+static struct pg_req *req_new(struct pg_pool *pool, const char *sql, int nparams,
+			      const char *const *params, pg_cb cb, void *arg);
+
+static void listen_done(void *arg, PGresult *res, const char *errmsg)
+{
+	struct pg_conn *c = arg;
+	if (!res || PQresultStatus(res) == PGRES_COMMAND_OK)
+		return; /* no result: the connection failed, and says so itself */
+	char why[PG_ERRLEN];
+	err_copy(why, sizeof why, PQresultErrorMessage(res));
+	/* The link is fine: notifications are off on it until it reconnects. */
+	log_warnx("pg: connection %d: %s failed: %s", c->id, c->pool->listen_sql, why);
+}
+
+/* Send the pool's LISTEN ahead of everything on a connection just up.  -1: it failed. */
+static int conn_listen(struct pg_conn *c)
+{
+	struct pg_pool *pool = c->pool;
+	struct pg_req *req = req_new(pool, pool->listen_sql, 0, NULL, listen_done, c);
+	if (!req) {
+		conn_fail(c, "out of memory");
+		return -1;
+	}
+	req->unprepared = 1;
+	if (conn_send(c, req) != 0) {
+		req_free(req);
+		conn_fail(c, PQerrorMessage(c->pq));
+		return -1;
+	}
+	req->state = REQ_SENT;
+	TAILQ_INSERT_TAIL(&c->inflight, req, entry);
+	c->n_inflight++;
+	pool->n_inflight++;
+	return conn_flush(c);
+}
+
 static void conn_up(struct pg_conn *c)
 {
 	struct pg_pool *pool = c->pool;
@@ -489,6 +537,8 @@ static void conn_up(struct pg_conn *c)
 	c->down_logged = 0;
 	pool->n_connected++;
 	log_info("pg: connection %d up (backend pid %d)", c->id, PQbackendPID(c->pq));
+	if (pool->listen_sql && conn_listen(c) < 0)
+		return;
 	if (!TAILQ_EMPTY(&pool->queue))
 		pool_dispatch(pool);
 }
@@ -709,6 +759,7 @@ void pg_pool_free(struct pg_pool *pool)
 		event_free(pool->ev_timeout);
 	free(pool->conns);
 	free(pool->conninfo);
+	free(pool->listen_sql);
 	free(pool);
 }
 
@@ -738,13 +789,10 @@ void pg_pool_set_write_conns(struct pg_pool *pool, int n)
 	pool_kick(pool);
 }
 
-struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
-			const char *const *params, pg_cb cb, void *arg)
+/* A request with its own copy of the query and parameters, not queued anywhere yet. */
+static struct pg_req *req_new(struct pg_pool *pool, const char *sql, int nparams,
+			      const char *const *params, pg_cb cb, void *arg)
 {
-	if (!pool || !sql || nparams < 0 || nparams > PG_MAX_PARAMS || (nparams && !params)) {
-		errno = EINVAL;
-		return NULL;
-	}
 	/* One allocation: the request, the parameter pointers, then the strings. */
 	size_t size = sizeof(struct pg_req) + (size_t)nparams * sizeof(char *);
 	size_t sql_len = strlen(sql) + 1;
@@ -780,8 +828,21 @@ struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
 		req->params[i] = p;
 		p += n;
 	}
-	req->state = REQ_QUEUED;
 	req->lane = sql_writes(sql) ? LANE_WRITE : LANE_READ;
+	return req;
+}
+
+struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
+			const char *const *params, pg_cb cb, void *arg)
+{
+	if (!pool || !sql || nparams < 0 || nparams > PG_MAX_PARAMS || (nparams && !params)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct pg_req *req = req_new(pool, sql, nparams, params, cb, arg);
+	if (!req)
+		return NULL;
+	req->state = REQ_QUEUED;
 	req->deadline_ms = clock_mono_ms() + pool->queue_timeout_ms;
 	int was_empty = TAILQ_EMPTY(&pool->queue);
 	TAILQ_INSERT_TAIL(&pool->queue, req, entry);
@@ -824,4 +885,32 @@ void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms)
 	for (req = TAILQ_FIRST(&pool->queue); req; req = TAILQ_NEXT(req, entry))
 		req->deadline_ms += delta;
 	pool_arm_timeout(pool);
+}
+
+int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_cb cb, void *arg)
+{
+	size_t n = channel ? strlen(channel) : 0;
+	int ok = pool && cb && n >= 1 && n <= 63 && !(channel[0] >= '0' && channel[0] <= '9');
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (channel[i] >= 'a' && channel[i] <= 'z') || channel[i] == '_' ||
+		     (channel[i] >= '0' && channel[i] <= '9');
+	if (!ok) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (pool->listen_sql) {
+		errno = EBUSY;
+		return -1;
+	}
+	if (asprintf(&pool->listen_sql, "LISTEN %s", channel) < 0) {
+		pool->listen_sql = NULL;
+		errno = ENOMEM;
+		return -1;
+	}
+	pool->notify_cb = cb;
+	pool->notify_arg = arg;
+	for (int i = 0; i < pool->nconns; i++)
+		if (pool->conns[i].state == CONN_UP)
+			conn_listen(&pool->conns[i]);
+	return 0;
 }

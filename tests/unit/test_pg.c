@@ -690,6 +690,74 @@ static void test_reconnect(void **state)
 	event_base_free(base);
 }
 
+struct heard {
+	int n;
+	char channel[64];
+	char payload[64];
+};
+
+static void on_heard(void *arg, const char *channel, const char *payload)
+{
+	struct heard *h = arg;
+	h->n++;
+	snprintf(h->channel, sizeof h->channel, "%s", channel);
+	snprintf(h->payload, sizeof h->payload, "%s", payload);
+}
+
+static int pred_heard(void *arg) { return ((struct heard *)arg)->n > 0; }
+
+/* NOTIFY payload on channel until the pool hears it (its LISTEN may still be on its way
+ * after a reconnect); true once heard within ms. */
+static int notify_until_heard(struct event_base *base, PGconn *admin, const char *payload,
+			      struct heard *h, int ms)
+{
+	char sql[128];
+	snprintf(sql, sizeof sql, "NOTIFY duet_test_chan, '%s'", payload);
+	h->n = 0;
+	int64_t t0 = mono_ms();
+	while (!h->n && mono_ms() - t0 < ms) {
+		blocking_exec(admin, sql);
+		run_until(base, pred_heard, h, 100);
+	}
+	return h->n > 0 && !strcmp(h->payload, payload) && !strcmp(h->channel, "duet_test_chan");
+}
+
+/* pg_pool_listen: bad channel names refused; notifications reach the callback; the pool
+ * listens again after its connection was killed, and still runs queries. */
+static void test_listen(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct pg_pool *pool = pg_pool_new(base, conninfo, 1);
+	PGconn *admin = blocking_connect(conninfo);
+	struct heard h = {0};
+	static const char *const bad[] = {"", "Upper", "1abc", "a;b", "a b", "a-b",
+		"a234567890123456789012345678901234567890123456789012345678901234"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(pg_pool_listen(pool, bad[i], on_heard, &h), -1);
+	assert_int_equal(pg_pool_listen(pool, NULL, on_heard, &h), -1);
+	assert_int_equal(pg_pool_listen(pool, "duet_test_chan", NULL, &h), -1);
+
+	assert_int_equal(pg_pool_listen(pool, "duet_test_chan", on_heard, &h), 0);
+	assert_int_equal(pg_pool_listen(pool, "duet_test_chan", on_heard, &h), -1);
+	assert_true(notify_until_heard(base, admin, "first", &h, 5000));
+	blocking_exec(admin, "NOTIFY duet_test_other, 'x'"); /* not listened to */
+	h.n = 0;
+	assert_false(run_until(base, pred_heard, &h, 300));
+
+	int pid = pool_backend_pid(base, pool);
+	assert_true(pid > 0);
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::int", pid);
+	assert_int_equal(blocking_int(admin, sql), 1);
+	assert_true(notify_until_heard(base, admin, "after-reconnect", &h, 8000));
+	int pid2 = pool_backend_pid(base, pool);
+	assert_true(pid2 > 0);
+	assert_int_not_equal(pid2, pid);
+	PQfinish(admin);
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
 /* Migrations on a fresh database, twice: the second run is a no-op. */
 static void test_schema_migrate(void **state)
 {
@@ -738,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_write_lane),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_reconnect),
+		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_schema_migrate),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
