@@ -24,8 +24,9 @@
  * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
  * never runs before pg_query() has returned its handle.
  *
- * A pool that listens (pg_pool_listen) sends LISTEN on each connection as it comes up,
- * ahead of any queued query, and hands every notification to its callback as it reads it.
+ * Session statements (pg_pool_on_connect: SET, and the LISTEN of pg_pool_listen) go first
+ * on each connection as it comes up, ahead of any queued query; a pool that listens hands
+ * every notification to its callback as it reads it.
  *
  * Re-entrancy: a callback may call pg_query() and pg_req_cancel() on any request (including
  * its own, which is then a no-op).  A callback must NOT call pg_pool_free().  A request handle
@@ -59,6 +60,7 @@
 #define PG_MAX_PARAMS 65535
 #define PG_ERRLEN 256
 #define PG_MAX_PREPARED 128
+#define PG_MAX_SETUP 4
 
 enum req_state {
 	REQ_QUEUED,   /* in pool->queue */
@@ -123,7 +125,9 @@ struct pg_pool {
 	int n_connected;
 	int queue_timeout_ms;
 	int write_conns; /* at most this many connections carry writes at once; 0: no lanes */
-	char *listen_sql; /* LISTEN channel, sent first on each connection; NULL: none */
+	/* Session statements (SET, LISTEN) sent first on each connection as it comes up. */
+	char *setup[PG_MAX_SETUP];
+	int n_setup;
 	pg_notify_cb notify_cb;
 	void *notify_arg;
 	struct event *ev_kick;	  /* deferred dispatch */
@@ -480,26 +484,28 @@ static void conn_fail(struct pg_conn *c, const char *why)
 static struct pg_req *req_new(struct pg_pool *pool, const char *sql, int nparams,
 			      const char *const *params, pg_cb cb, void *arg);
 
-static void listen_done(void *arg, PGresult *res, const char *errmsg)
+/* A session statement's result: a failure leaves the link up (a broken link fails the
+ * connection, which says so itself), without that setting until it reconnects. */
+static void setup_done(void *arg, PGresult *res, const char *errmsg)
 {
-	struct pg_conn *c = arg;
+	struct pg_req *req = arg;
 	if (!res || PQresultStatus(res) == PGRES_COMMAND_OK)
-		return; /* no result: the connection failed, and says so itself */
+		return;
 	char why[PG_ERRLEN];
 	err_copy(why, sizeof why, PQresultErrorMessage(res));
-	/* The link is fine: notifications are off on it until it reconnects. */
-	log_warnx("pg: connection %d: %s failed: %s", c->id, c->pool->listen_sql, why);
+	log_warnx("pg: %s failed: %s", req->sql, why);
 }
 
-/* Send the pool's LISTEN ahead of everything on a connection just up.  -1: it failed. */
-static int conn_listen(struct pg_conn *c)
+/* Send one session statement on a connection that is up.  -1: the connection failed. */
+static int conn_setup_one(struct pg_conn *c, const char *sql)
 {
 	struct pg_pool *pool = c->pool;
-	struct pg_req *req = req_new(pool, pool->listen_sql, 0, NULL, listen_done, c);
+	struct pg_req *req = req_new(pool, sql, 0, NULL, setup_done, NULL);
 	if (!req) {
 		conn_fail(c, "out of memory");
 		return -1;
 	}
+	req->arg = req; /* setup_done names the statement */
 	req->unprepared = 1;
 	if (conn_send(c, req) != 0) {
 		req_free(req);
@@ -537,8 +543,9 @@ static void conn_up(struct pg_conn *c)
 	c->down_logged = 0;
 	pool->n_connected++;
 	log_info("pg: connection %d up (backend pid %d)", c->id, PQbackendPID(c->pq));
-	if (pool->listen_sql && conn_listen(c) < 0)
-		return;
+	for (int i = 0; i < pool->n_setup; i++)
+		if (conn_setup_one(c, pool->setup[i]) < 0)
+			return;
 	if (!TAILQ_EMPTY(&pool->queue))
 		pool_dispatch(pool);
 }
@@ -759,7 +766,8 @@ void pg_pool_free(struct pg_pool *pool)
 		event_free(pool->ev_timeout);
 	free(pool->conns);
 	free(pool->conninfo);
-	free(pool->listen_sql);
+	for (int i = 0; i < pool->n_setup; i++)
+		free(pool->setup[i]);
 	free(pool);
 }
 
@@ -887,6 +895,28 @@ void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms)
 	pool_arm_timeout(pool);
 }
 
+int pg_pool_on_connect(struct pg_pool *pool, const char *sql)
+{
+	if (!pool || !sql || !*sql) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (pool->n_setup == PG_MAX_SETUP) {
+		errno = ENOSPC;
+		return -1;
+	}
+	char *copy = strdup(sql);
+	if (!copy) {
+		errno = ENOMEM;
+		return -1;
+	}
+	pool->setup[pool->n_setup++] = copy;
+	for (int i = 0; i < pool->nconns; i++)
+		if (pool->conns[i].state == CONN_UP)
+			conn_setup_one(&pool->conns[i], copy);
+	return 0;
+}
+
 int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_cb cb, void *arg)
 {
 	size_t n = channel ? strlen(channel) : 0;
@@ -898,19 +928,15 @@ int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_cb cb, v
 		errno = EINVAL;
 		return -1;
 	}
-	if (pool->listen_sql) {
+	if (pool->notify_cb) {
 		errno = EBUSY;
 		return -1;
 	}
-	if (asprintf(&pool->listen_sql, "LISTEN %s", channel) < 0) {
-		pool->listen_sql = NULL;
-		errno = ENOMEM;
+	char sql[80];
+	snprintf(sql, sizeof sql, "LISTEN %s", channel);
+	if (pg_pool_on_connect(pool, sql) < 0)
 		return -1;
-	}
 	pool->notify_cb = cb;
 	pool->notify_arg = arg;
-	for (int i = 0; i < pool->nconns; i++)
-		if (pool->conns[i].state == CONN_UP)
-			conn_listen(&pool->conns[i]);
 	return 0;
 }

@@ -43,13 +43,18 @@ void pg_pool_set_write_conns(struct pg_pool *pool, int n);
 /* How long a request may wait for a connection before failing (default 5000 ms). */
 void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms);
 
-/* Notifications (LISTEN/NOTIFY).  Each connection of the pool sends LISTEN channel first
- * thing whenever it comes up (again after every reconnect), and every notification any of
- * them receives goes to cb.  A notification sent while no connection listens is lost, so
+/* A session statement (SET ...) each connection sends first whenever it comes up (again
+ * after every reconnect), ahead of any query; at most 4.  A connection already up sends it
+ * at once.  A statement that fails is logged; the connection stays up without it.  Returns
+ * 0, or -1 (errno EINVAL, ENOSPC, ENOMEM). */
+int pg_pool_on_connect(struct pg_pool *pool, const char *sql);
+
+/* Notifications (LISTEN/NOTIFY).  Each connection of the pool sends LISTEN channel as a
+ * session statement (above), and every notification any of them receives goes to cb.  A notification sent while no connection listens is lost, so
  * the owner must not depend on each one: use a pool of its own (one connection) so that
  * LISTEN never waits behind queries.  channel: a lower-case SQL identifier
- * ([a-z_][a-z0-9_]*, at most 63 bytes).  Returns 0, or -1 (errno EINVAL, ENOMEM, or EBUSY
- * when the pool listens already). */
+ * ([a-z_][a-z0-9_]*, at most 63 bytes).  Returns 0, or -1 (errno as pg_pool_on_connect, or
+ * EBUSY when the pool listens already). */
 typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload);
 int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_cb cb, void *arg);
 

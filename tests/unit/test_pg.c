@@ -722,14 +722,45 @@ static int notify_until_heard(struct event_base *base, PGconn *admin, const char
 	return h->n > 0 && !strcmp(h->payload, payload) && !strcmp(h->channel, "duet_test_chan");
 }
 
-/* pg_pool_listen: bad channel names refused; notifications reach the callback; the pool
- * listens again after its connection was killed, and still runs queries. */
+struct text_probe {
+	int done;
+	char value[64];
+};
+
+static void on_text(void *arg, PGresult *res, const char *errmsg)
+{
+	struct text_probe *t = arg;
+	t->done = 1;
+	snprintf(t->value, sizeof t->value, "%s",
+		 res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+			 ? PQgetvalue(res, 0, 0) : "<error>");
+}
+
+static int pred_text(void *arg) { return ((struct text_probe *)arg)->done; }
+
+static const char *pool_setting(struct event_base *base, struct pg_pool *pool,
+				struct text_probe *t)
+{
+	*t = (struct text_probe){0};
+	assert_non_null(pg_query(pool, "SELECT current_setting('application_name')", 0, NULL,
+				 on_text, t));
+	assert_true(run_until(base, pred_text, t, 5000));
+	return t->value;
+}
+
+/* pg_pool_on_connect and pg_pool_listen: bad channel names refused; the session statement
+ * is in force and notifications reach the callback, again after the connection was killed;
+ * a failing statement leaves the pool working. */
 static void test_listen(void **state)
 {
 	struct event_base *base = event_base_new();
 	struct pg_pool *pool = pg_pool_new(base, conninfo, 1);
 	PGconn *admin = blocking_connect(conninfo);
 	struct heard h = {0};
+	struct text_probe t;
+	assert_int_equal(pg_pool_on_connect(pool, "SET application_name = 'duet_listen_test'"), 0);
+	assert_int_equal(pg_pool_on_connect(pool, "SET no_such_setting_at_all = 1"), 0);
+	assert_int_equal(pg_pool_on_connect(pool, ""), -1);
 	static const char *const bad[] = {"", "Upper", "1abc", "a;b", "a b", "a-b",
 		"a234567890123456789012345678901234567890123456789012345678901234"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -740,6 +771,7 @@ static void test_listen(void **state)
 	assert_int_equal(pg_pool_listen(pool, "duet_test_chan", on_heard, &h), 0);
 	assert_int_equal(pg_pool_listen(pool, "duet_test_chan", on_heard, &h), -1);
 	assert_true(notify_until_heard(base, admin, "first", &h, 5000));
+	assert_string_equal(pool_setting(base, pool, &t), "duet_listen_test");
 	blocking_exec(admin, "NOTIFY duet_test_other, 'x'"); /* not listened to */
 	h.n = 0;
 	assert_false(run_until(base, pred_heard, &h, 300));
@@ -750,6 +782,7 @@ static void test_listen(void **state)
 	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::int", pid);
 	assert_int_equal(blocking_int(admin, sql), 1);
 	assert_true(notify_until_heard(base, admin, "after-reconnect", &h, 8000));
+	assert_string_equal(pool_setting(base, pool, &t), "duet_listen_test");
 	int pid2 = pool_backend_pid(base, pool);
 	assert_true(pid2 > 0);
 	assert_int_not_equal(pid2, pid);
