@@ -167,8 +167,12 @@ int main(int argc, char **argv)
 	/* Every engine query is keyed (a username) and has its index.  A prepared statement's
 	 * generic plan, made while a table was small, would keep a sequential scan as the table
 	 * grows: the login's EXISTS on offline_messages scanned every stored message (0.7 ms
-	 * a login at 20,000 rows, while users were between nodes). */
-	if (pg_pool_on_connect(server.db, "SET enable_seqscan = off") < 0)
+	 * a login at 20,000 rows, while users were between nodes).  Without sequential scans a
+	 * query that has no other path (the capture trigger's one-row repl_node) is costed
+	 * past jit_above_cost, and compiling it took 65 ms a row: no JIT either, which short
+	 * keyed queries never need. */
+	if (pg_pool_on_connect(server.db, "SET enable_seqscan = off") < 0 ||
+	    pg_pool_on_connect(server.db, "SET jit = off") < 0)
 		fatalx("out of memory");
 	offline_listen_start();
 	if (!listener_open(server.cfg.xmpp_listen, false))
