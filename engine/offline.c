@@ -63,14 +63,23 @@ static void bounce_stored(struct offline_op *op, const char *condition)
 	}
 }
 
+/* A write that never reached the database (lib/pg.h) is queued again, up to
+ * OFFLINE_WRITE_TRIES runs in all: true when it was. */
+static bool queued_again(struct offline_op *op, const PGresult *res, const char *errmsg,
+			 const char *what, void (*query)(struct offline_op *))
+{
+	if (res || !pg_err_never_sent(errmsg) || ++op->tries >= OFFLINE_WRITE_TRIES)
+		return false;
+	log_info("offline %s: %s not run (%s): queued again", op->u->name, what, errmsg);
+	query(op);
+	return true;
+}
+
 static void inserted(void *arg, PGresult *res, const char *errmsg)
 {
 	struct offline_op *op = arg;
-	if (!res && pg_err_never_sent(errmsg) && ++op->tries < OFFLINE_WRITE_TRIES) {
-		log_info("offline %s: store not run (%s): queued again", op->u->name, errmsg);
-		store_query(op); /* the sender's replies still wait (conn_hold) */
-		return;
-	}
+	if (queued_again(op, res, errmsg, "store", store_query))
+		return; /* the sender's replies still wait (conn_hold) */
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_warnx("offline %s: store failed: %s", op->u->name,
 			  res ? PQresultErrorMessage(res) : errmsg);
@@ -158,12 +167,9 @@ static void delete_query(struct offline_op *op);
 static void deleted(void *arg, PGresult *res, const char *errmsg)
 {
 	struct offline_op *op = arg;
-	if (!res && pg_err_never_sent(errmsg) && ++op->tries < OFFLINE_WRITE_TRIES) {
-		/* Delivered and still stored: the next flush would deliver them again. */
-		log_info("offline %s: delete not run (%s): queued again", op->u->name, errmsg);
-		delete_query(op);
+	/* Delivered and still stored: the next flush would deliver them again. */
+	if (queued_again(op, res, errmsg, "delete", delete_query))
 		return;
-	}
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 		log_warnx("offline %s: delete failed: %s", op->u->name,
 			  res ? PQresultErrorMessage(res) : errmsg);
