@@ -14,15 +14,16 @@
  * login.  Per query the results are then
  *     [prepare result, NULL,] result(s), NULL, PGRES_PIPELINE_SYNC
  *
- * Requests wait in one FIFO queue and go to the least-loaded connection that is up.  With
+ * Requests wait in FIFO order and go to the least-loaded connection that is up.  With
  * a write limit set (pg_pool_set_write_conns), statements that write (INSERT, UPDATE,
  * DELETE, MERGE, WITH) go to at most that many connections at once, and the others (reads)
  * only to a connection with no write in flight: a write to a replicated table may wait for
  * the capture lock until another one commits (docs/replication-protocol.md), and a query
  * pipelined behind it waits with it, so a login's reads never queue behind writes.  Reads
- * and writes each keep their FIFO order.  New
- * requests are dispatched from a deferred event, never from inside pg_query(), so a callback
- * never runs before pg_query() has returned its handle.
+ * and writes then wait in a queue each, dispatched oldest first while their lane has room:
+ * thousands of writes waiting for the capture lock are not walked past at every dispatch.
+ * New requests are dispatched from a deferred event, never from inside pg_query(), so a
+ * callback never runs before pg_query() has returned its handle.
  *
  * Session statements (pg_pool_on_connect: SET, and the LISTEN of pg_pool_listen) go first
  * on each connection as it comes up, ahead of any queued query; a pool that listens hands
@@ -80,6 +81,8 @@ struct pg_req {
 	long prep_id;	/* that statement's number */
 	int64_t deadline_ms;
 	int lane; /* LANE_READ or LANE_WRITE */
+	int q;    /* its queue while queued: its lane with lanes on, else 0 */
+	uint64_t seq; /* order of arrival in the pool's queues */
 	int unprepared; /* run as sent, never prepared (the pool's own LISTEN) */
 	int nparams;
 	const char *sql;
@@ -119,7 +122,10 @@ struct pg_pool {
 	char *conninfo;
 	int nconns;
 	struct pg_conn *conns;
-	struct req_list queue;
+	/* Waiting requests, FIFO: one queue, or with lanes one per lane (the reads' and the
+	 * writes'), so that dispatching reads never walks past thousands of waiting writes. */
+	struct req_list queue[2];
+	uint64_t next_seq;
 	int n_queued;
 	int n_inflight;
 	int n_connected;
@@ -168,9 +174,26 @@ static void req_free(struct pg_req *req)
 
 /* ---- queue timeout ---- */
 
+/* The oldest of two queue heads (NULL for an empty queue), which expires first too. */
+static struct pg_req *older(struct pg_req *a, struct pg_req *b)
+{
+	return !a ? b : !b ? a : b->seq < a->seq ? b : a;
+}
+
+static struct pg_req *pool_first_deadline(struct pg_pool *pool)
+{
+	return older(TAILQ_FIRST(&pool->queue[0]), TAILQ_FIRST(&pool->queue[1]));
+}
+
+static void queue_remove(struct pg_pool *pool, struct pg_req *req)
+{
+	TAILQ_REMOVE(&pool->queue[req->q], req, entry);
+	pool->n_queued--;
+}
+
 static void pool_arm_timeout(struct pg_pool *pool)
 {
-	struct pg_req *head = TAILQ_FIRST(&pool->queue);
+	struct pg_req *head = pool_first_deadline(pool);
 	if (!head) {
 		event_del(pool->ev_timeout);
 		return;
@@ -187,9 +210,8 @@ static void pool_on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct pg_req *req;
 
 	/* Pop the head each time: a callback may cancel (free) other queued requests. */
-	while ((req = TAILQ_FIRST(&pool->queue)) && req->deadline_ms <= now) {
-		TAILQ_REMOVE(&pool->queue, req, entry);
-		pool->n_queued--;
+	while ((req = pool_first_deadline(pool)) && req->deadline_ms <= now) {
+		queue_remove(pool, req);
 		req->state = REQ_DONE;
 		req_deliver(req, NULL, why);
 		req_free(req);
@@ -407,7 +429,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	/* libpq may need input before it can flush more (see PQflush documentation). */
 	if (c->writing && conn_flush(c) < 0)
 		return;
-	if (!TAILQ_EMPTY(&pool->queue))
+	if (pool->n_queued)
 		pool_dispatch(pool);
 }
 
@@ -477,7 +499,7 @@ static void conn_fail(struct pg_conn *c, const char *why)
 		req_deliver(req, NULL, msg);
 		req_free(req);
 	}
-	if (!TAILQ_EMPTY(&pool->queue))
+	if (pool->n_queued)
 		pool_kick(pool);
 }
 
@@ -546,7 +568,7 @@ static void conn_up(struct pg_conn *c)
 	for (int i = 0; i < pool->n_setup; i++)
 		if (conn_setup_one(c, pool->setup[i]) < 0)
 			return;
-	if (!TAILQ_EMPTY(&pool->queue))
+	if (pool->n_queued)
 		pool_dispatch(pool);
 }
 
@@ -648,28 +670,25 @@ static struct pg_conn *pool_pick_conn(struct pg_pool *pool, int lane)
 
 static void pool_dispatch(struct pg_pool *pool)
 {
-	struct pg_req *req, *next;
+	struct pg_req *req;
 	struct pg_conn *c;
-	int head_changed = 0, lane_full[2] = {0, 0};
+	int head_changed = 0, full[2] = {0, 0};
 
-	for (req = TAILQ_FIRST(&pool->queue); req && !(lane_full[0] && lane_full[1]); req = next) {
-		next = TAILQ_NEXT(req, entry);
-		if (lane_full[req->lane])
-			continue; /* its lane's earlier requests wait: keep the order */
+	/* Oldest first across the queues, until each queue's head finds no connection.  The
+	 * heads are read again each time: callbacks (of a failed connection, of a refused
+	 * request) may have cancelled queued requests. */
+	while ((req = older(full[0] ? NULL : TAILQ_FIRST(&pool->queue[0]),
+			    full[1] ? NULL : TAILQ_FIRST(&pool->queue[1])))) {
 		if (!(c = pool_pick_conn(pool, req->lane))) {
-			lane_full[req->lane] = 1;
+			full[req->q] = 1;
 			continue;
 		}
 		int r = conn_send(c, req);
-		if (r < 0) {
-			/* req is still queued: another connection takes it.  Callbacks ran (they
-			 * may have cancelled queued requests): start from the head again. */
+		if (r < 0) { /* req is still queued: another connection takes it */
 			conn_fail(c, PQerrorMessage(c->pq));
-			next = TAILQ_FIRST(&pool->queue);
 			continue;
 		}
-		TAILQ_REMOVE(&pool->queue, req, entry);
-		pool->n_queued--;
+		queue_remove(pool, req);
 		head_changed = 1;
 		if (r > 0) {
 			/* Refused by libpq itself (e.g. bad parameters): not retriable. */
@@ -678,7 +697,6 @@ static void pool_dispatch(struct pg_pool *pool)
 			req->state = REQ_DONE;
 			req_deliver(req, NULL, msg);
 			req_free(req);
-			next = TAILQ_FIRST(&pool->queue); /* as above */
 			continue;
 		}
 		req->state = REQ_SENT;
@@ -710,7 +728,8 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo, int n
 	pool->base = base;
 	pool->nconns = nconns;
 	pool->queue_timeout_ms = PG_DEFAULT_QUEUE_TIMEOUT_MS;
-	TAILQ_INIT(&pool->queue);
+	TAILQ_INIT(&pool->queue[0]);
+	TAILQ_INIT(&pool->queue[1]);
 	pool->conninfo = strdup(conninfo);
 	pool->conns = calloc((size_t)nconns, sizeof *pool->conns);
 	pool->ev_kick = event_new(base, -1, 0, pool_on_kick, pool);
@@ -743,10 +762,11 @@ void pg_pool_free(struct pg_pool *pool)
 	if (!pool)
 		return;
 	struct pg_req *req;
-	while ((req = TAILQ_FIRST(&pool->queue))) {
-		TAILQ_REMOVE(&pool->queue, req, entry);
-		req_free(req);
-	}
+	for (int q = 0; q < 2; q++)
+		while ((req = TAILQ_FIRST(&pool->queue[q]))) {
+			TAILQ_REMOVE(&pool->queue[q], req, entry);
+			req_free(req);
+		}
 	for (int i = 0; pool->conns && i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
 		while ((req = TAILQ_FIRST(&c->inflight))) {
@@ -794,6 +814,18 @@ bool pg_err_never_sent(const char *errmsg)
 void pg_pool_set_write_conns(struct pg_pool *pool, int n)
 {
 	pool->write_conns = n > 0 && n < pool->nconns ? n : 0;
+	/* Requests already queued go to the queues of the new setting, in their order. */
+	struct req_list all = TAILQ_HEAD_INITIALIZER(all);
+	struct pg_req *req;
+	while ((req = pool_first_deadline(pool))) {
+		TAILQ_REMOVE(&pool->queue[req->q], req, entry);
+		TAILQ_INSERT_TAIL(&all, req, entry);
+	}
+	while ((req = TAILQ_FIRST(&all))) {
+		TAILQ_REMOVE(&all, req, entry);
+		req->q = pool->write_conns ? req->lane : 0;
+		TAILQ_INSERT_TAIL(&pool->queue[req->q], req, entry);
+	}
 	pool_kick(pool);
 }
 
@@ -852,8 +884,10 @@ struct pg_req *pg_query(struct pg_pool *pool, const char *sql, int nparams,
 		return NULL;
 	req->state = REQ_QUEUED;
 	req->deadline_ms = clock_mono_ms() + pool->queue_timeout_ms;
-	int was_empty = TAILQ_EMPTY(&pool->queue);
-	TAILQ_INSERT_TAIL(&pool->queue, req, entry);
+	int was_empty = pool->n_queued == 0;
+	req->q = pool->write_conns ? req->lane : 0;
+	req->seq = pool->next_seq++;
+	TAILQ_INSERT_TAIL(&pool->queue[req->q], req, entry);
 	pool->n_queued++;
 	if (was_empty)
 		pool_arm_timeout(pool);
@@ -868,9 +902,8 @@ void pg_req_cancel(struct pg_req *req)
 	req->cb = NULL;
 	if (req->state == REQ_QUEUED) {
 		struct pg_pool *pool = req->pool;
-		int was_head = TAILQ_FIRST(&pool->queue) == req;
-		TAILQ_REMOVE(&pool->queue, req, entry);
-		pool->n_queued--;
+		int was_head = pool_first_deadline(pool) == req;
+		queue_remove(pool, req);
 		req_free(req);
 		if (was_head)
 			pool_arm_timeout(pool);
@@ -890,8 +923,9 @@ void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms)
 	int delta = ms - pool->queue_timeout_ms;
 	pool->queue_timeout_ms = ms;
 	struct pg_req *req;
-	for (req = TAILQ_FIRST(&pool->queue); req; req = TAILQ_NEXT(req, entry))
-		req->deadline_ms += delta;
+	for (int q = 0; q < 2; q++)
+		TAILQ_FOREACH(req, &pool->queue[q], entry)
+			req->deadline_ms += delta;
 	pool_arm_timeout(pool);
 }
 

@@ -512,14 +512,15 @@ static void test_overloaded(void **state)
 }
 
 /* With a write connection, reads never wait behind writes that wait for a lock: two
- * connections, the table locked against writes, four INSERTs queued, then a SELECT.  One
- * lane (write_conns 0) puts the SELECT behind an INSERT in a pipeline; two lanes answer it
- * while the INSERTs wait, and the INSERTs still run in their order once the lock goes. */
+ * connections, the table locked against writes, forty INSERTs queued (more than one
+ * connection's pipeline takes: the rest wait in the pool), then a SELECT.  One lane
+ * (write_conns 0) puts the SELECT behind INSERTs; two lanes answer it while the INSERTs
+ * wait, and the INSERTs still run in their order once the lock goes. */
 static int pred_both_connected(void *arg) { return pg_pool_connected(arg) == 2; }
 
 static int lanes_read_answered(int write_conns)
 {
-	enum { W = 4 };
+	enum { W = 40 };
 	struct event_base *base = event_base_new();
 	struct pg_pool *pool = pg_pool_new(base, conninfo, 2);
 	PGconn *locker = blocking_connect(conninfo);
@@ -564,10 +565,52 @@ static int lanes_read_answered(int write_conns)
 	return answered;
 }
 
+/* Lanes set while requests wait (before any connection is up): each runs once, the
+ * writes in their order. */
+static void lanes_set_while_queued(void)
+{
+	enum { N = 7 };
+	struct event_base *base = event_base_new();
+	struct pg_pool *pool = pg_pool_new(base, conninfo, 2);
+	PGconn *admin = blocking_connect(conninfo);
+	blocking_exec(admin, "CREATE TABLE IF NOT EXISTS lane_q (n int)");
+	blocking_exec(admin, "TRUNCATE lane_q");
+	struct call c[N];
+	struct counter done = {N, 0};
+	int seq = 0;
+	memset(c, 0, sizeof c);
+	for (int i = 0; i < N; i++) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", i);
+		const char *params[1] = {n};
+		c[i].done = &done;
+		c[i].seq = &seq;
+		assert_non_null(pg_query(pool, i == 3 ? "SELECT $1::int" : "INSERT INTO lane_q "
+							   "VALUES ($1::int)",
+					 1, params, on_call, &c[i]));
+	}
+	assert_int_equal(pg_pool_queued(pool), N);
+	pg_pool_set_write_conns(pool, 1);
+	assert_true(run_until(base, pred_counter, &done, 5000));
+	for (int i = 0; i < N; i++)
+		assert_int_equal(c[i].calls, 1);
+	assert_string_equal(c[3].value, "3");
+	for (int i = 1; i < N; i++)
+		if (i != 3 && i - 1 != 3)
+			assert_true(c[i].order > c[i - 1].order);
+	assert_true(c[4].order > c[2].order);
+	assert_int_equal(blocking_int(admin, "SELECT count(*) FROM lane_q"), N - 1);
+	blocking_exec(admin, "DROP TABLE lane_q");
+	PQfinish(admin);
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
 static void test_write_lane(void **state)
 {
 	assert_false(lanes_read_answered(0));
 	assert_true(lanes_read_answered(1));
+	lanes_set_while_queued();
 }
 
 /* Unreachable server: requests fail with NULL within the queue timeout. */
