@@ -924,7 +924,7 @@ void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms)
 	pool->queue_timeout_ms = ms;
 	struct pg_req *req;
 	for (int q = 0; q < 2; q++)
-		TAILQ_FOREACH(req, &pool->queue[q], entry)
+		for (req = TAILQ_FIRST(&pool->queue[q]); req; req = TAILQ_NEXT(req, entry))
 			req->deadline_ms += delta;
 	pool_arm_timeout(pool);
 }
