@@ -1,6 +1,7 @@
 /* --mode failover (failover.h): per-user records that outlive connections, reconnection
  * policy, chat schedule, recovery figures and the timeline. */
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,22 +489,24 @@ static void totals(const struct lg *lg, struct fo_totals *t)
 	free(backs);
 }
 
-/* Up to max lost messages as [from, to, seq, sent ms from the fault] (JSON), for the bench
- * to look them up. */
-static void lost_print(const struct lg *lg, FILE *out, int max)
+/* Up to max lost messages (dups: duplicated ones instead) as [from, to, seq, sent ms from
+ * the fault] (JSON), for the bench to look them up. */
+static void ids_print(const struct lg *lg, FILE *out, int max, bool dups)
 {
 	int n = 0;
 	for (int i = 0; i < F.n && n < max; i++) {
 		const struct fo_user *u = &F.u[i];
 		int p = partner(lg, lg->cfg.first_user + i);
 		const struct fo_user *r = p ? user_of(lg, p) : NULL;
-		for (uint32_t s = 1; r && s <= u->sent && n < max; s++)
-			if (confirmed(u, s) && (s >= r->rx_cap || !r->rx[s])) {
+		for (uint32_t s = 1; r && s <= u->sent && n < max; s++) {
+			unsigned got = s < r->rx_cap ? r->rx[s] : 0;
+			if (dups ? got > 1 : confirmed(u, s) && !got) {
 				long at = s < u->sent_cap ? u->sent_ms[s] : -1;
 				long mark = F.mark_ns ? (long)((F.mark_ns - lg->t0) / 1000000u) : 0;
 				fprintf(out, "%s[%d,%d,%u,%ld]", n++ ? "," : "",
 					lg->cfg.first_user + i, p, s, at >= 0 ? at - mark : -1);
 			}
+		}
 	}
 }
 
@@ -554,7 +557,9 @@ void fo_report(const struct lg *lg, FILE *out, int json)
 			(unsigned long long)t.sent_during_move);
 		timeline_print(lg, out, 1);
 		fprintf(out, "],\"lost_ids\":[");
-		lost_print(lg, out, 200);
+		ids_print(lg, out, 200, false);
+		fprintf(out, "],\"dup_ids\":[");
+		ids_print(lg, out, 20, true);
 		fprintf(out, "]}");
 		return;
 	}
