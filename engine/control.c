@@ -133,8 +133,10 @@ static void cmd_serve(char *arg)
 		server.serve[n] = next[n];
 		if (was && !next[n])
 			release_home_node(n, server.redirect[n], 0);
-		else if (!was && next[n])
+		else if (!was && next[n]) {
 			release_cancel(n); /* serving it again: its sessions stay (a fallback) */
+			offline_serve_started(n);
+		}
 	}
 	route_serve_changed(); /* pair hook: tell the peer engine */
 	ctl_printf("serve ok");

@@ -325,6 +325,7 @@ void offline_store(struct user *u, struct xml_node *m); /* takes ownership */
 /* The same, continuing the hold h (may be NULL or empty: then one is taken for m). */
 void offline_store_held(struct user *u, struct xml_node *m, struct conn_hold *h);
 void offline_replicated(struct user *u); /* replication stored one for u: deliver if online */
+void offline_serve_started(int node);    /* serving home node again: flush its online users */
 void offline_listen_start(void);          /* offline_listen.c */
 void offline_flush(struct resource *res);               /* deliver and delete */
 void offline_iq(struct resource *res, struct xml_node *iq); /* XEP-0013 */

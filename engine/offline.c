@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 #include "lib/log.h"
 #include "lib/pg.h"
+#include "lib/strmap.h"
 
 #define FLUSH_BATCH 500
 /* A write that never reached the database (its queue timed out: the database is slow, not
@@ -260,8 +261,15 @@ static void start_flush(struct user *u, struct resource *r)
 		   2, params, fetched, op);
 }
 
+/* Only the node serving the user's home node flushes its store.  Each node of a pair holds
+ * a copy of every stored message (replication); while a planned move runs, a user not yet
+ * released is still online on the node that no longer serves it, and a message the serving
+ * node stored for it reaches this node's copy too (NOTIFY duet_offline): both flushing,
+ * each from its own copy before the other's DELETE came across, delivered it twice. */
 static void deliver_pending(struct user *u)
 {
+	if (!engine_serves(u->home_node))
+		return; /* the serving node delivers it; a node serving it again looks then */
 	struct resource *r = first_target(u);
 	if (r && u->offline_flushing)
 		u->offline_again = true; /* deleted() looks again */
@@ -282,6 +290,21 @@ void offline_replicated(struct user *u)
 		u->offline_again = true; /* the running flush looks again when it ends */
 	else
 		deliver_pending(u);
+}
+
+/* This node serves home node `node` again (a release stopped): its users online here may
+ * have had messages stored meanwhile, which no flush here looked at. */
+void offline_serve_started(int node)
+{
+	const char *k;
+	void *v;
+	for (size_t it = 0; strmap_next(server.users, &it, &k, &v);) {
+		struct user *u = v;
+		if (u->loaded && u->home_node == node && first_target(u)) {
+			u->offline_known_empty = false;
+			deliver_pending(u);
+		}
+	}
 }
 
 void offline_flush(struct resource *res)

@@ -584,14 +584,29 @@ class Scenario:
         self.chat(cs[left[1]], cs[left[0]], "me too")
         require_eq(e2.offline_count(left[0]) + e2.offline_count(left[1]), 0,
                    "messages stored by engine 2")
-        # Engine 1 serves home node 1 again (a fallback): the release stops, the two stay.
+        # A message engine 2 stored for a user still here reaches engine 1's database by
+        # replication (replica mode, NOTIFY duet_offline): engine 1 serves home node 1 no
+        # more, so it leaves it to engine 2 (both flushing their copy delivered it twice).
+        stanza = (f"<message from='{gone}@{DOMAIN}/r1' to='{left[0]}@{DOMAIN}' type='chat'>"
+                  "<body>stored by the peer</body></message>").replace("'", "''")
+        e1.psql("SET session_replication_role = replica; INSERT INTO offline_messages"
+                f" (username, stanza) VALUES ('{left[0]}', '{stanza}')")
+        self.nothing(cs[left[0]], is_message("stored by the peer"),
+                     "a stored message on the node that no longer serves it", 1.5)
+        require_eq(e1.offline_count(left[0]), 1, "the message still stored on engine 1")
+        # Engine 1 serves home node 1 again (a fallback): the release stops, the two stay,
+        # and engine 1 delivers what was stored meanwhile.
         e2.serve("2")
         e1.serve("1")
         e1.wait_route("2")
         require_eq(e1.stats().get("release_pending"), "0", "sessions to release after serve")
+        cs[left[0]].expect(is_message("stored by the peer", "chat"), 5,
+                           "the stored message once engine 1 serves again")
         for u in left:
             cs[u].pump(1.0)
             require(cs[u].stream_error is None, f"{u} released after serve: {cs[u].stream_error}")
+        self.nothing(cs[left[0]], is_message("stored by the peer"), "the stored message twice",
+                     0.5)
         self.chat(cs[left[0]], cs[left[1]], "staying")
 
     def step_strangers(self, certs):
