@@ -95,6 +95,19 @@ static void on_call(void *arg, PGresult *res, const char *errmsg)
 	c->done->got++;
 }
 
+/* Queue sql with $1 = i; c records how it went. */
+static void queue_int(struct pg_pool *pool, const char *sql, int i, struct call *c,
+		      struct counter *done, int *seq)
+{
+	char n[16];
+	snprintf(n, sizeof n, "%d", i);
+	const char *params[1] = {n};
+	c->n = i;
+	c->done = done;
+	c->seq = seq;
+	assert_non_null(pg_query(pool, sql, 1, params, on_call, c));
+}
+
 static void on_never(void *arg, PGresult *res, const char *errmsg)
 {
 	(*(int *)arg)++;
@@ -210,14 +223,8 @@ static void test_order_one_conn(void **state)
 	struct counter done = {N, 0};
 	int seq = 0;
 	memset(calls, 0, sizeof calls);
-	for (int i = 0; i < N; i++) {
-		char n[16];
-		snprintf(n, sizeof n, "%d", i);
-		const char *params[1] = {n};
-		calls[i].done = &done;
-		calls[i].seq = &seq;
-		assert_non_null(pg_query(pool, "SELECT $1::int", 1, params, on_call, &calls[i]));
-	}
+	for (int i = 0; i < N; i++)
+		queue_int(pool, "SELECT $1::int", i, &calls[i], &done, &seq);
 	assert_true(run_until(base, pred_counter, &done, 10000));
 	for (int i = 0; i < N; i++) {
 		char want[16];
@@ -289,15 +296,8 @@ static void test_prepared(void **state)
 	struct counter done = {N + 3, 0};
 	int seq = 0;
 	memset(calls, 0, sizeof calls);
-	for (int i = 0; i < N; i++) {
-		char n[16];
-		snprintf(n, sizeof n, "%d", i);
-		const char *params[1] = {n};
-		calls[i].done = &done;
-		calls[i].seq = &seq;
-		assert_non_null(
-			pg_query(pool, "SELECT $1::int + 1", 1, params, on_call, &calls[i]));
-	}
+	for (int i = 0; i < N; i++)
+		queue_int(pool, "SELECT $1::int + 1", i, &calls[i], &done, &seq);
 	for (int i = 0; i < 2; i++) {
 		bad[i] = (struct call){.done = &done, .seq = &seq};
 		assert_non_null(pg_query(pool, "SELEC 1", 0, NULL, on_call, &bad[i]));
@@ -534,15 +534,8 @@ static int lanes_read_answered(int write_conns)
 	struct counter writes = {W, 0}, reads = {1, 0};
 	int seq = 0;
 	memset(w, 0, sizeof w);
-	for (int i = 0; i < W; i++) {
-		char n[16];
-		snprintf(n, sizeof n, "%d", i);
-		const char *params[1] = {n};
-		w[i].done = &writes;
-		w[i].seq = &seq;
-		assert_non_null(pg_query(pool, "INSERT INTO lane_t VALUES ($1::int)", 1, params,
-					 on_call, &w[i]));
-	}
+	for (int i = 0; i < W; i++)
+		queue_int(pool, "INSERT INTO lane_t VALUES ($1::int)", i, &w[i], &writes, &seq);
 	r.done = &reads;
 	r.seq = &seq;
 	assert_non_null(pg_query(pool, " select 'read'", 0, NULL, on_call, &r));
@@ -579,16 +572,9 @@ static void lanes_set_while_queued(void)
 	struct counter done = {N, 0};
 	int seq = 0;
 	memset(c, 0, sizeof c);
-	for (int i = 0; i < N; i++) {
-		char n[16];
-		snprintf(n, sizeof n, "%d", i);
-		const char *params[1] = {n};
-		c[i].done = &done;
-		c[i].seq = &seq;
-		assert_non_null(pg_query(pool, i == 3 ? "SELECT $1::int" : "INSERT INTO lane_q "
-							   "VALUES ($1::int)",
-					 1, params, on_call, &c[i]));
-	}
+	for (int i = 0; i < N; i++)
+		queue_int(pool, i == 3 ? "SELECT $1::int" : "INSERT INTO lane_q VALUES ($1::int)", i,
+			  &c[i], &done, &seq);
 	assert_int_equal(pg_pool_queued(pool), N);
 	pg_pool_set_write_conns(pool, 1);
 	assert_true(run_until(base, pred_counter, &done, 5000));
