@@ -64,7 +64,7 @@
 #define PG_MAX_SETUP 4
 
 enum req_state {
-	REQ_QUEUED,   /* in pool->queue */
+	REQ_QUEUED,   /* in pool->queue[q] */
 	REQ_SENT,     /* in conn->inflight, waiting for its result */
 	REQ_ANSWERED, /* in conn->inflight, callback done, waiting for its Sync */
 	REQ_DONE,     /* out of every list, callback running or about to */
