@@ -282,14 +282,12 @@ static void deliver_pending(struct user *u)
 	start_flush(u, r);
 }
 
-/* offline_listen.c: replication wrote an offline message for u (loaded here). */
+/* offline_listen.c: replication wrote an offline message for u (loaded here).  Looked for
+ * even if the login found the store empty; a running flush looks again when it ends. */
 void offline_replicated(struct user *u)
 {
 	u->offline_known_empty = false;
-	if (u->offline_flushing)
-		u->offline_again = true; /* the running flush looks again when it ends */
-	else
-		deliver_pending(u);
+	deliver_pending(u);
 }
 
 /* This node serves home node `node` again (a release stopped): its users online here may
@@ -300,10 +298,8 @@ void offline_serve_started(int node)
 	void *v;
 	for (size_t it = 0; strmap_next(server.users, &it, &k, &v);) {
 		struct user *u = v;
-		if (u->loaded && u->home_node == node && first_target(u)) {
-			u->offline_known_empty = false;
-			deliver_pending(u);
-		}
+		if (u->loaded && u->home_node == node && first_target(u))
+			offline_replicated(u); /* as if a message had come: look */
 	}
 }
 

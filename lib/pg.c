@@ -506,6 +506,16 @@ static void conn_fail(struct pg_conn *c, const char *why)
 static struct pg_req *req_new(struct pg_pool *pool, const char *sql, int nparams,
 			      const char *const *params, pg_cb cb, void *arg);
 
+/* A request just sent on c: in flight there until its Sync is read. */
+static void conn_track(struct pg_conn *c, struct pg_req *req)
+{
+	req->state = REQ_SENT;
+	TAILQ_INSERT_TAIL(&c->inflight, req, entry);
+	c->n_inflight++;
+	c->n_writes += req->lane == LANE_WRITE;
+	c->pool->n_inflight++;
+}
+
 /* A session statement's result: a failure leaves the link up (a broken link fails the
  * connection, which says so itself), without that setting until it reconnects. */
 static void setup_done(void *arg, PGresult *res, const char *errmsg)
@@ -534,10 +544,7 @@ static int conn_setup_one(struct pg_conn *c, const char *sql)
 		conn_fail(c, PQerrorMessage(c->pq));
 		return -1;
 	}
-	req->state = REQ_SENT;
-	TAILQ_INSERT_TAIL(&c->inflight, req, entry);
-	c->n_inflight++;
-	pool->n_inflight++;
+	conn_track(c, req);
 	return conn_flush(c);
 }
 
@@ -699,11 +706,7 @@ static void pool_dispatch(struct pg_pool *pool)
 			req_free(req);
 			continue;
 		}
-		req->state = REQ_SENT;
-		TAILQ_INSERT_TAIL(&c->inflight, req, entry);
-		c->n_inflight++;
-		c->n_writes += req->lane == LANE_WRITE;
-		pool->n_inflight++;
+		conn_track(c, req);
 	}
 	for (int i = 0; i < pool->nconns; i++) {
 		c = &pool->conns[i];

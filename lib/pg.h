@@ -50,9 +50,10 @@ void pg_pool_set_queue_timeout(struct pg_pool *pool, int ms);
 int pg_pool_on_connect(struct pg_pool *pool, const char *sql);
 
 /* Notifications (LISTEN/NOTIFY).  Each connection of the pool sends LISTEN channel as a
- * session statement (above), and every notification any of them receives goes to cb.  A notification sent while no connection listens is lost, so
- * the owner must not depend on each one: use a pool of its own (one connection) so that
- * LISTEN never waits behind queries.  channel: a lower-case SQL identifier
+ * session statement (above), and every notification any of them receives goes to cb.  A
+ * notification sent while no connection listens is lost, so the owner must not depend on
+ * each one: use a pool of its own (one connection) so that LISTEN never waits behind
+ * queries.  channel: a lower-case SQL identifier
  * ([a-z_][a-z0-9_]*, at most 63 bytes).  Returns 0, or -1 (errno as pg_pool_on_connect, or
  * EBUSY when the pool listens already). */
 typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload);
