@@ -34,6 +34,7 @@
 
 enum phase {
 	PH_HEADER,      /* waiting for the stream header */
+	PH_QUEUED,      /* header answered, features held: in the login queue */
 	PH_PRE_AUTH,    /* features sent: starttls / auth expected */
 	PH_SASL,        /* SASL exchange in progress */
 	PH_PRE_BIND,    /* authenticated, restarted stream: bind expected */
@@ -71,6 +72,7 @@ struct conn {
 	struct pg_req *req;
 	struct resource *res;
 	struct user *user; /* held while binding */
+	struct login_queue_entry *queued; /* in the login queue (login_queue.c), else NULL */
 	char *bind_want;   /* resource asked for while binding */
 	char bind_id[128]; /* iq id of the bind request */
 	/* A stream error owed once the client restarts the stream after SASL (a redirect:
@@ -90,6 +92,7 @@ static void conn_flush(struct conn *c);
 static void output_added(struct conn *c);
 static void conn_free(struct conn *c);
 static void conn_begin_close(struct conn *c);
+static void send_features(struct conn *c);
 
 static void xs_open(void *arg, const char *name, const char **attrs);
 static void xs_stanza(void *arg, struct xml_node *stanza);
@@ -107,7 +110,24 @@ bool conn_take_admission(struct conn *c)
 		return false;
 	c->admitted = c->in_login = true;
 	login_inflight_add(1);
+	login_admitted();
 	return true;
+}
+
+void conn_set_queue_entry(struct conn *c, struct login_queue_entry *e) { c->queued = e; }
+
+/* A login over the throttle: resource-constraint with retry-after (relogin.c). */
+void conn_refuse_login(struct conn *c)
+{
+	server.stats.logins_throttled++;
+	relogin_refuse(c);
+}
+
+/* Its turn in the login queue came: the features held back go out now. */
+void conn_queue_admitted(struct conn *c)
+{
+	send_features(c);
+	c->phase = PH_PRE_AUTH;
 }
 
 static void login_done(struct conn *c)
@@ -545,6 +565,7 @@ static void conn_unlink(struct conn *c)
  * until the last bytes are written. */
 static void conn_detach(struct conn *c)
 {
+	login_queue_leave(c->queued);
 	auth_cleanup(c);
 	if (c->binding || c->prefetching) {
 		c->binding = c->prefetching = false;
@@ -771,10 +792,13 @@ static void xs_open(void *arg, const char *name, const char **attrs)
 		conn_stream_error(c, c->deferred_condition, c->deferred_text);
 		return;
 	}
-	/* Over the login throttle: refused before STARTTLS, when it costs almost nothing. */
+	/* Over the login throttle: queued, or refused before STARTTLS, when it costs almost
+	 * nothing. */
 	if (!c->tls && !c->authenticated && !conn_take_admission(c)) {
-		server.stats.logins_throttled++;
-		relogin_refuse(c);
+		if (login_queue_enter(c))
+			c->phase = PH_QUEUED;
+		else
+			conn_refuse_login(c);
 		return;
 	}
 	send_features(c);
@@ -1004,6 +1028,11 @@ static void xs_stanza(void *arg, struct xml_node *st)
 	struct conn *c = arg;
 	server.stats.stanzas_in++;
 	switch (c->phase) {
+	case PH_QUEUED:
+		/* Sent before the features it was waiting for: it leaves the queue, refused. */
+		login_queue_leave(c->queued);
+		conn_refuse_login(c);
+		break;
 	case PH_PRE_AUTH:
 		pre_auth_stanza(c, st);
 		break;

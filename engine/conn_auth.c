@@ -324,8 +324,7 @@ void auth_start(struct conn *c, struct xml_node *auth)
 		return;
 	}
 	if (!conn_take_admission(c)) {
-		server.stats.logins_throttled++;
-		relogin_refuse(c);
+		conn_refuse_login(c);
 		return;
 	}
 	const char *name = xml_get_attr(auth, "mechanism");

@@ -63,10 +63,8 @@ bool login_admit(void)
 	server.login_tokens += dt * rate;
 	if (server.login_tokens > rate)
 		server.login_tokens = rate; /* a burst of one second at most */
-	if (server.login_tokens < 1.0) {
-		login_capacity_refused();
+	if (server.login_tokens < 1.0)
 		return false;
-	}
 	server.login_tokens -= 1.0;
 	return true;
 }
@@ -100,9 +98,11 @@ static void cmd_stats(void)
 	}
 	if (off < sizeof per_node)
 		snprintf(per_node + off, sizeof per_node - off,
-			 " logins_throttled=%llu login_rate=%.1f release_pending=%ld",
-			 (unsigned long long)server.stats.logins_throttled, server.login_rate,
-			 release_pending());
+			 " logins_throttled=%llu logins_queued=%llu login_queue=%ld login_rate=%.1f"
+			 " release_pending=%ld",
+			 (unsigned long long)server.stats.logins_throttled,
+			 (unsigned long long)login_queue_total(), login_queue_length(),
+			 server.login_rate, release_pending());
 	ctl_printf("stats sessions=%ld connections=%ld users=%zu logins=%llu login_failures=%llu"
 		   " messages=%llu offline_stored=%llu offline_delivered=%llu rss_kb=%ld"
 		   " db_connected=%d%s %s",
@@ -209,6 +209,8 @@ static void ctl_line(char *line)
 		server.login_tokens = server.login_rate;
 		clock_gettime(CLOCK_MONOTONIC, &server.login_refill);
 		relogin_throttle_window(argc == 3 ? atol(argv[2]) : 0);
+		if (argc == 3) /* not at its end: the crowd is still coming */
+			login_crowd_set(server.login_rate * (double)atol(argv[2]) / 1000.0);
 		ctl_printf("throttle ok");
 	} else if (!strcmp(cmd, "capacity") &&
 		   (argc == 1 || (argc == 2 && !strcmp(argv[1], "calibrate")))) {

@@ -189,6 +189,11 @@ void conn_sweep(void); /* timeouts and keepalives, once a second */
 bool conn_tls_active(const struct conn *c);
 /* A login token for c (the throttle, control.c), taken once per connection. */
 bool conn_take_admission(struct conn *c);
+/* A login over the throttle: resource-constraint with retry-after (relogin.c). */
+void conn_refuse_login(struct conn *c);
+struct login_queue_entry;
+void conn_set_queue_entry(struct conn *c, struct login_queue_entry *e);
+void conn_queue_admitted(struct conn *c); /* its turn came: the held features go out */
 const char *conn_ip(const struct conn *c);
 struct resource *conn_resource(const struct conn *c);
 int conn_established(const struct conn *c);
@@ -363,12 +368,25 @@ void login_capacity_answer(char *buf, size_t len);
  * span after the engine starts, and for as long as logins keep being refused). */
 double login_rate_effective(void);
 void login_capacity_refused(void);  /* a login was refused: the guard stays up */
+void login_guard_raise(void);       /* more logins than admitted: the guard stays up */
+void login_admitted(void);          /* a login took its admission (conn.c) */
+double login_admission_rate(void);  /* logins/s admitted lately under pressure, 0 = unlimited */
+/* srmd's throttle counts `crowd` users coming: retry-after spreads the refused over the time
+ * the rest of them needs at the rate logins are admitted (0: none known). */
+void login_crowd_set(double crowd);
+long login_crowd_drain_ms(void);
 long login_guard_left_ms(void);     /* ms the storm guard still runs, 0 = off */
 /* Logins admitted and not bound yet (conn.c); full: refuse new ones while the guard is up */
 void login_inflight_add(int d);
 long login_inflight(void);
 bool login_inflight_full(void);
 double login_capacity_per_s(void); /* logins/s with headroom, 0 when unknown (ADMIT) */
+
+/* --- login_queue.c: logins waiting for admission instead of being refused --- */
+bool login_queue_enter(struct conn *c); /* false: no room, refuse it */
+void login_queue_leave(struct login_queue_entry *e); /* NULL: nothing */
+long login_queue_length(void);
+uint64_t login_queue_total(void); /* logins that waited there, ever */
 
 /* --- control.c --- */
 void control_open(int fd);

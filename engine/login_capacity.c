@@ -61,6 +61,11 @@ static struct {
 	double refused_per_s; /* moving average, for how long the crowd takes to get in */
 	long refused_this_s;
 	long inflight;
+	uint64_t admitted; /* logins that took their admission, ever */
+	long admitted_this_s, admitted_last_s;
+	double admitted_per_s; /* moving average */
+	double crowd;		      /* users srmd's throttle expects, 0: none */
+	uint64_t crowd_admitted_from; /* `admitted` when it was set */
 } LC;
 
 void login_inflight_add(int d) { LC.inflight += d; }
@@ -98,18 +103,55 @@ double login_rate_effective(void)
  * for this node); the first refusal raises the guard. */
 bool login_inflight_full(void)
 {
-	if (!server.cfg.login_guard || LC.inflight < LC_MAX_INFLIGHT)
-		return false;
-	login_capacity_refused();
-	return true;
+	return server.cfg.login_guard && LC.inflight >= LC_MAX_INFLIGHT;
+}
+
+void login_guard_raise(void)
+{
+	int64_t until = clock_mono_ms() + LC_GUARD_HOLD_MS;
+	if (until > LC.guard_until_ms)
+		LC.guard_until_ms = until;
 }
 
 void login_capacity_refused(void)
 {
 	LC.refused_this_s++;
-	int64_t until = clock_mono_ms() + LC_GUARD_HOLD_MS;
-	if (until > LC.guard_until_ms)
-		LC.guard_until_ms = until;
+	login_guard_raise();
+}
+
+void login_admitted(void)
+{
+	LC.admitted++;
+	LC.admitted_this_s++;
+}
+
+/* What the last second admitted while logins waited or were refused (the rate admission
+ * really runs at: the CPU, or logins in progress at their cap, may hold it below the
+ * throttle's), or the throttle's rate; 0 = unlimited and nothing measured. */
+double login_admission_rate(void)
+{
+	double r = login_rate_effective(), m = (double)LC.admitted_last_s;
+	if (guard_left() > 0 && m >= LC_BUSY && (r <= 0 || m < r))
+		return m;
+	return r;
+}
+
+void login_crowd_set(double crowd)
+{
+	LC.crowd = crowd > 0 ? crowd : 0;
+	LC.crowd_admitted_from = LC.admitted;
+}
+
+/* The users of srmd's throttle not admitted yet, at the rate logins were admitted lately
+ * (or the throttle's, before a second of them was measured).  Admissions count users that
+ * were not online too (accounts, not sessions): once all have arrived, this is 0. */
+long login_crowd_drain_ms(void)
+{
+	double left = LC.crowd - (double)(LC.admitted - LC.crowd_admitted_from);
+	if (LC.crowd <= 0 || left <= 0)
+		return 0;
+	double rate = LC.admitted_per_s > LC_BUSY ? LC.admitted_per_s : login_admission_rate();
+	return rate > 0 ? (long)(left / rate * 1000.0) : 0;
 }
 
 long login_guard_left_ms(void)
@@ -146,6 +188,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	LC.last_logins = logins;
 	LC.refused_per_s = 0.5 * LC.refused_per_s + 0.5 * (double)LC.refused_this_s;
 	LC.refused_this_s = 0;
+	LC.admitted_per_s = 0.5 * LC.admitted_per_s + 0.5 * (double)LC.admitted_this_s;
+	LC.admitted_last_s = LC.admitted_this_s;
+	LC.admitted_this_s = 0;
+	if (guard_left() == 0 && server.login_rate <= 0)
+		LC.crowd = 0; /* nobody is refused or waits: whoever was coming is in */
 }
 
 void login_capacity_start(void)

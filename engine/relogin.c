@@ -55,6 +55,9 @@ static long window_left_ms(void)
 		if (guard > left)
 			left = guard;
 	}
+	long crowd = login_crowd_drain_ms();
+	if (crowd > left)
+		left = crowd;
 	return left > 0 ? left : 0;
 }
 
@@ -65,8 +68,9 @@ long relogin_span_ms(void)
 	return upper - lower;
 }
 
-/* Uniform from 1 to what is left of the window (srmd's throttle, or the storm guard with
- * the time the crowd refused in the last second needs to get in at the rate), at most
+/* Uniform from 1 to what is left of the window (srmd's throttle; the time the users it
+ * announced and not admitted yet need at the rate logins are admitted; or the storm guard
+ * with the time the crowd refused in the last second needs to get in at the rate), at most
  * RETRY_MAX_S; 1..5 s when nothing is known.  (A per-refusal virtual queue was tried: every
  * refusal, repeats included, pushed its tail further and clients were sent minutes away.) */
 long relogin_retry_after(void)
@@ -81,6 +85,7 @@ long relogin_retry_after(void)
 
 void relogin_refuse(struct conn *c)
 {
+	login_capacity_refused();
 	long n = relogin_retry_after();
 	char text[64], app[96];
 	snprintf(text, sizeof text, "login rate limit: retry in %ld s", n);

@@ -20,7 +20,8 @@ static void send_admit(evutil_socket_t fd, short what, void *arg)
 	if (!route_link_up())
 		return;
 	double cap = login_capacity_per_s();
-	long inflight = login_inflight();
+	/* Waiting in the login queue is in progress too, for the peer pacing a release. */
+	long inflight = login_inflight() + login_queue_length();
 	struct route_admit a = {
 		.capacity = cap > 0 ? (uint64_t)cap : 0,
 		.inflight = inflight > 0 ? (uint64_t)inflight : 0,

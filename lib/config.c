@@ -30,6 +30,8 @@ static const struct ini_directive config_table[] = {
 	{"xmpp", "auth_failures_per_min", INI_INT, F(auth_failures_per_min), 1, BIG, "per address"},
 	{"xmpp", "max_send_queue", INI_INT, F(max_send_queue), 4096, BIG, "bytes"},
 	{"xmpp", "login_guard", INI_BOOL, F(login_guard), 0, 1, "engine's own storm guard"},
+	{"xmpp", "login_queue_wait", INI_MS, F(login_queue_wait_ms), 0, 30000,
+	 "a login over the throttle waits this long for its turn"},
 	{"xmpp", "max_contacts", INI_INT, F(max_contacts), 0, BIG, "0 = No Limit"},
 	{"xmpp", "max_watchers", INI_INT, F(max_watchers), 0, BIG, "0 = No Limit"},
 	{"xmpp", "max_sessions_per_user", INI_INT, F(max_sessions_per_user), 0, BIG, "0 = none"},
@@ -126,6 +128,7 @@ void config_defaults(struct duet_config *cfg)
 	cfg->instant_messaging = 1;
 	cfg->suppress_offline = 0;
 	cfg->login_guard = 1;
+	cfg->login_queue_wait_ms = 3000;
 	cfg->presence_change_rate = 0;
 	cfg->max_offline_per_user = 1000;
 	cfg->scram_iterations = 4096;

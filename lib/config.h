@@ -41,6 +41,7 @@ struct duet_config {
 	int instant_messaging;     /* Enable instant messaging */
 	int suppress_offline;      /* Suppress Offline Instant Messaging */
 	int login_guard;           /* the engine's own login storm guard (login_capacity.c) */
+	long login_queue_wait_ms;  /* a login over the throttle waits this long at most, 0 = off */
 	long presence_change_rate; /* Presence Change Throttle Rate, per user per second, 0 = off */
 	long max_offline_per_user; /* offline store bound per user */
 	long scram_iterations;     /* PBKDF2 iterations for new credentials */
