@@ -1029,8 +1029,8 @@ static void xs_stanza(void *arg, struct xml_node *st)
 	server.stats.stanzas_in++;
 	switch (c->phase) {
 	case PH_QUEUED:
-		/* Sent before the features it was waiting for: it leaves the queue, refused. */
-		login_queue_leave(c->queued);
+		/* Sent before the features it was waiting for: refused (closing leaves the
+		 * queue, conn_detach). */
 		conn_refuse_login(c);
 		break;
 	case PH_PRE_AUTH:

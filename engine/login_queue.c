@@ -33,16 +33,7 @@ static struct {
 	long len;
 	uint64_t total; /* ever queued */
 	struct event *tick;
-	bool init;
-} LQ;
-
-static void lq_init(void)
-{
-	if (LQ.init)
-		return;
-	TAILQ_INIT(&LQ.q);
-	LQ.init = true;
-}
+} LQ = {.q = TAILQ_HEAD_INITIALIZER(LQ.q)};
 
 static void remove_entry(struct login_queue_entry *e)
 {
@@ -89,7 +80,6 @@ static double drain_rate(void)
 
 bool login_queue_enter(struct conn *c)
 {
-	lq_init();
 	if (server.cfg.login_queue_wait_ms <= 0)
 		return false;
 	double room = drain_rate() * (double)server.cfg.login_queue_wait_ms / 1000.0;
